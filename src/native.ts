@@ -1,0 +1,136 @@
+// Loads the native addon (build/Release/xlir.node) and declares its surface.
+// Everything heavy runs in the addon off the JavaScript thread; this file only types it.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Arch = 'bert' | 'roberta';
+export type Pooling = 'cls' | 'mean' | 'pooler';
+export type Precision = 'fp32' | 'bf16';
+
+/** Architecture of an encoder as the engine sees it (mapped from a Hugging Face config.json). */
+export interface NativeModelConfig {
+  arch: Arch;
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  intermediateSize: number;
+  maxPositions: number;
+  typeVocabSize: number;
+  layerNormEps: number;
+  /** RoBERTa: position ids start at padTokenId + 1 and skip padding tokens. */
+  padTokenId: number;
+  hiddenDropout: number;
+  attentionDropout: number;
+  pooling: Pooling;
+  /** Whether pooler.dense.{weight,bias} exist (required by pooling 'pooler'). */
+  hasPooler: boolean;
+  /** sentence-transformers 2_Dense after pooling (LaBSE): linear.weight [out, in], linear.bias. */
+  dense?: { outFeatures: number; activation: 'tanh' | 'identity'; bias: boolean };
+  normalize: boolean;
+  /** Seed of the random initialisation (normal(0, 0.02) weights, as transformers initialises). */
+  seed: number;
+}
+
+/**
+ * A batch in packed form: the tokens of all sequences back to back, no padding.
+ * ids[T], lengths[B] with sum(lengths) = T. typeIds[T] defaults to 0.
+ * seqIds[B] keys each sequence's dropout masks (default: its index in the batch), so that a
+ * sub-batch replayed with the same dropoutSeed and seqIds draws exactly the masks it drew inside
+ * the full batch (gradient caching relies on this).
+ */
+export interface TokenBatch {
+  ids: Int32Array;
+  lengths: Int32Array;
+  typeIds?: Int32Array;
+  seqIds?: Uint32Array;
+}
+
+export interface ParameterInfo {
+  /** Hugging Face name without the `bert.` / `roberta.` prefix, e.g. `encoder.layer.0.attention.self.query.weight`;
+   * the pooler is `pooler.dense.*`, the sentence-transformers Dense module `dense.linear.*`. */
+  name: string;
+  shape: number[];
+  /** False when frozen (freezeWordEmbeddings / freezeLayers): no gradient, no update. */
+  trainable: boolean;
+  /** Offset (in floats) of this tensor in the flat parameter / optimizer-state buffers. */
+  offset: number;
+}
+
+export interface NativeModel {
+  readonly embeddingDim: number;
+  readonly hiddenSize: number;
+  readonly numParameters: number;
+  parameters(): ParameterInfo[];
+  /** A copy of the tensor. Throws naming the tensor when it does not exist. */
+  getParameter(name: string): Float32Array;
+  /** Copies data in; throws naming the tensor and both shapes when `shape` differs. */
+  setParameter(name: string, data: Float32Array, shape: number[]): void;
+  getGradient(name: string): Float32Array;
+  setPrecision(p: Precision): void;
+  setFrozen(opts: { freezeWordEmbeddings: boolean; freezeLayers: number }): void;
+  /** Sentence embeddings [B, embeddingDim], inference mode (no dropout, no saved activations). */
+  encode(batch: TokenBatch): Promise<Float32Array>;
+  /** Last-layer hidden states [T, hiddenSize] of the packed tokens, inference mode. */
+  hiddenStates(batch: TokenBatch): Promise<Float32Array>;
+  /** Training forward: embeddings [B, embeddingDim]; keeps activations for the next backward(). */
+  forward(batch: TokenBatch, opts: { dropoutSeed: number }): Promise<Float32Array>;
+  /** Back-propagates d loss / d embeddings [B, embeddingDim] of the last forward(); gradients accumulate (+=). */
+  backward(gradEmbeddings: Float32Array): Promise<void>;
+  zeroGrad(): void;
+  dispose(): void;
+}
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** Global-norm clipping of the trainable gradients; 0 disables it. */
+  maxGradNorm: number;
+}
+
+export interface NativeAdamW {
+  /** One AdamW step at learning rate lr (decoupled decay, none on biases and LayerNorm weights). */
+  step(lr: number): Promise<{ gradNorm: number }>;
+  getState(): { step: number; m: Float32Array; v: Float32Array };
+  setState(s: { step: number; m: Float32Array; v: Float32Array }): void;
+}
+
+export interface InfoNCEResult {
+  loss: number;
+  gradQueries: Float32Array;
+  gradPassages: Float32Array;
+}
+
+export interface NativeAddon {
+  Model: new (cfg: NativeModelConfig) => NativeModel;
+  AdamW: new (model: NativeModel, opts: AdamWOptions) => NativeAdamW;
+  /**
+   * InfoNCE of query i against all passages (positive of query i = passage i; passages beyond
+   * numQueries are extra negatives). scale = 1 / temperature. symmetric adds the
+   * passage-to-query term over the first numQueries passages and averages the two.
+   */
+  infonce(queries: Float32Array, passages: Float32Array, numQueries: number, dim: number,
+    opts: { scale: number; symmetric: boolean }): InfoNCEResult;
+  setNumThreads(n: number): void;
+  info(): { version: string; threads: number; cuda: boolean; cudaReason: string; isa: string };
+}
+
+function findAddon(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    process.env.XLIR_ADDON,
+    join(here, '..', 'build', 'Release', 'xlir.node'),
+  ].filter((p): p is string => !!p);
+  for (const p of candidates) if (existsSync(p)) return p;
+  throw new Error(`xlir native addon not found (looked in: ${candidates.join(', ')}); run \`npm run build\` first`);
+}
+
+let cached: NativeAddon | undefined;
+export function native(): NativeAddon {
+  if (!cached) cached = createRequire(import.meta.url)(findAddon()) as NativeAddon;
+  return cached;
+}
