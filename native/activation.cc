@@ -1,0 +1,71 @@
+#include "activation.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+namespace xlir {
+
+void bias_add(float* y, const float* bias, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++)
+    for (int64_t c = 0; c < C; c++) y[i * C + c] += bias[c];
+}
+
+void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C) {
+  int nt = omp_get_max_threads();
+  std::vector<double> part(size_t(nt) * C, 0.0);
+#pragma omp parallel
+  {
+    double* p = part.data() + size_t(omp_get_thread_num()) * C;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < N; i++)
+      for (int64_t c = 0; c < C; c++) p[c] += dy[i * C + c];
+  }
+  for (int t = 0; t < nt; t++)
+    for (int64_t c = 0; c < C; c++) dbias[c] += float(part[size_t(t) * C + c]);
+}
+
+void gelu_forward(float* y, const float* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.f + std::erf(x[i] * float(M_SQRT1_2)));
+}
+
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
+  const float inv_sqrt_2pi = 0.3989422804014327f;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    float cdf = 0.5f * (1.f + std::erf(v * float(M_SQRT1_2)));
+    float pdf = inv_sqrt_2pi * std::exp(-0.5f * v * v);
+    dx[i] = dy[i] * (cdf + v * pdf);
+  }
+}
+
+void tanh_forward(float* y, const float* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) y[i] = std::tanh(x[i]);
+}
+
+void tanh_backward(float* dx, const float* dy, const float* y, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.f - y[i] * y[i]);
+}
+
+void dropout_rows(float* y, const float* x, int64_t N, int64_t C, float p, uint64_t site, const uint64_t* row_keys) {
+  if (p <= 0.f) {
+    if (y != x)
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < N * C; i++) y[i] = x[i];
+    return;
+  }
+  const float scale = 1.f / (1.f - p);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++) {
+    const uint64_t rk = hash_key(site, row_keys[i]);
+    for (int64_t c = 0; c < C; c++) y[i * C + c] = dropout_keep(rk, uint64_t(c), p) ? x[i * C + c] * scale : 0.f;
+  }
+}
+
+}  // namespace xlir

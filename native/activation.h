@@ -1,0 +1,32 @@
+// Element-wise ops: bias add and its gradient, GELU (erf form, as BERT uses), tanh, dropout.
+// Dropout masks are a pure function of (site key, token key, feature): nothing is stored, and a
+// replayed forward (gradient caching) or a sub-batch of a batch draws exactly the same mask.
+#pragma once
+#include <cstdint>
+
+namespace xlir {
+
+// y[N, C] += bias[C] per row.
+void bias_add(float* y, const float* bias, int64_t N, int64_t C);
+// dbias[C] += column sums of dy[N, C].
+void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C);
+
+void gelu_forward(float* y, const float* x, int64_t n);
+// dx = dy * gelu'(x) (written with =; dx may alias dy).
+void gelu_backward(float* dx, const float* dy, const float* x, int64_t n);
+
+void tanh_forward(float* y, const float* x, int64_t n);
+// dx = dy * (1 - y^2) given the output y (dx may alias dy).
+void tanh_backward(float* dx, const float* dy, const float* y, int64_t n);
+
+// Keep test for element `feature` of a row; row_key already mixes the site key with the row's key.
+inline bool dropout_keep(uint64_t row_key, uint64_t feature, float p);
+// y[N, C] = x * keep / (1 - p) where row r has key row_keys[r]. In place allowed. p == 0: copy.
+void dropout_rows(float* y, const float* x, int64_t N, int64_t C, float p, uint64_t site, const uint64_t* row_keys);
+
+}  // namespace xlir
+
+#include "common.h"
+namespace xlir {
+inline bool dropout_keep(uint64_t row_key, uint64_t feature, float p) { return uniform01(row_key, feature) >= p; }
+}  // namespace xlir

@@ -1,0 +1,127 @@
+// The encoder: BERT / XLM-RoBERTa exactly as transformers' BertModel and XLMRobertaModel define it
+// (post-LayerNorm layers, erf GELU, absolute positions), plus sentence pooling, an optional
+// sentence-transformers Dense layer and L2 normalisation.
+//
+// Design:
+// - Parameters, gradients and AdamW moments are each ONE flat fp32 allocation addressed through a
+//   table (name, shape, offset). The table keeps transformers' names, and query/key/value weights
+//   (and biases) of a layer are adjacent, so the three projections run as one [3H, H] product.
+// - Batches are packed (no padding); see attention.h.
+// - A training forward keeps what backward needs (O(T * H) per layer; attention probabilities and
+//   the GELU output are recomputed in backward). Buffers grow to the largest batch seen and are
+//   then reused: a steady-state step allocates nothing.
+// - Dropout is keyed by (dropout seed, site, sequence key, position), so replaying a sub-batch with
+//   the same seed and sequence keys reproduces its masks exactly (gradient caching).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common.h"
+#include "matmul.h"
+#include "pooling.h"
+
+namespace xlir {
+
+enum class Pooling { CLS, Mean, Pooler };
+
+struct ModelConfig {
+  bool roberta = false;
+  int64_t vocab = 0, hidden = 0, layers = 0, heads = 0, ffn = 0, max_pos = 0, type_vocab = 0;
+  float ln_eps = 1e-12f;
+  int32_t pad_id = 0;
+  float hidden_dropout = 0.1f, attn_dropout = 0.1f;
+  Pooling pooling = Pooling::Mean;
+  bool has_pooler = false;
+  int64_t dense_out = 0;  // 0: no sentence-transformers Dense layer
+  bool dense_tanh = false, dense_bias = true;
+  bool normalize = true;
+  uint64_t seed = 0;
+  void validate() const;
+};
+
+struct ParamInfo {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t offset = 0, size = 0;
+  bool trainable = true;
+  bool decay = true;  // weight decay applies to matrices only, not biases and LayerNorm weights
+};
+
+struct Batch {
+  const int32_t* ids = nullptr;       // [T]
+  const int32_t* lengths = nullptr;   // [B]
+  const int32_t* type_ids = nullptr;  // [T] or null (all 0)
+  const uint32_t* seq_ids = nullptr;  // [B] or null (index in batch)
+  int64_t T = 0, B = 0;
+};
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg);
+
+  const ModelConfig& config() const { return cfg_; }
+  int64_t embedding_dim() const { return cfg_.dense_out ? cfg_.dense_out : cfg_.hidden; }
+  const std::vector<ParamInfo>& params() const { return params_; }
+  const ParamInfo& param(const std::string& name) const;
+  int64_t num_params() const { return int64_t(W_.size()); }
+  float* weights() { return W_.data(); }
+  float* grads() { return G_.data(); }
+
+  void set_precision(Precision p) { prec_ = p; }
+  Precision precision() const { return prec_; }
+  void set_frozen(bool freeze_word_embeddings, int64_t freeze_layers);
+
+  // Sentence embeddings out[B, embedding_dim()]. train: dropout on, activations kept for backward().
+  // hidden_out (optional): last-layer hidden states [T, hidden].
+  void forward(const Batch& batch, float* out, bool train, uint64_t dropout_seed, float* hidden_out = nullptr);
+  // Gradients of the parameters (+=) from dout[B, embedding_dim()] of the last training forward.
+  void backward(const float* dout);
+  void zero_grad();
+  int64_t last_batch_size() const { return B_; }
+
+ private:
+  struct LayerParams {
+    float *qkv_w, *qkv_b, *ao_w, *ao_b, *ln1_w, *ln1_b, *i_w, *i_b, *o_w, *o_b, *ln2_w, *ln2_b;
+  };
+  struct LayerActs {
+    float *qkv, *ctx, *r1, *mean1, *rstd1, *a1, *h1, *r2, *mean2, *rstd2;
+  };
+  float* P(const std::string& name) { return W_.data() + param(name).offset; }
+  float* Gr(float* p) { return G_.data() + (p - W_.data()); }
+  bool trainable(const float* p) const;
+  void add_param(const std::string& name, std::vector<int64_t> shape);
+  void init_weights();
+  void prepare_batch(const Batch& b, bool train);
+  void plan(bool train);
+  LayerActs layer_acts(int64_t l, bool train);
+
+  ModelConfig cfg_;
+  std::vector<ParamInfo> params_;
+  std::unordered_map<std::string, size_t> index_;
+  std::vector<float> W_, G_;
+  std::vector<char> trainable_flag_;  // per parameter tensor
+  Precision prec_ = Precision::FP32;
+
+  // Parameter views.
+  float *word_, *pos_, *type_, *eln_w_, *eln_b_, *pool_w_ = nullptr, *pool_b_ = nullptr, *dense_w_ = nullptr,
+        *dense_b_ = nullptr;
+  std::vector<LayerParams> lp_;
+
+  // The batch of the last forward (copied: the caller's arrays may be gone by backward()).
+  int64_t T_ = 0, B_ = 0, max_len_ = 0;
+  std::vector<int32_t> ids_, pos_ids_, type_ids_, lengths_;
+  std::vector<int64_t> offsets_;
+  std::vector<uint64_t> seq_keys_, tok_keys_;
+  uint64_t dropout_seed_ = 0;
+  bool have_train_forward_ = false;
+
+  // Activations and scratch (grow-only).
+  Buffer<float> arena_, scratch_, attn_scratch_;
+  float *emb_sum_, *emb_mean_, *emb_rstd_;
+  std::vector<float*> xs_;  // layer inputs; xs_[layers] = last hidden state
+  float *cls_, *pooled_, *dense_, *out_, *norms_;
+};
+
+}  // namespace xlir
