@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <omp.h>
 
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -505,6 +506,28 @@ Napi::Value InfoNCE(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// Matrix-product peak for benchmarks: seconds for `iters` products [M,K] x [K,N] through the
+// engine's own gemm (the same oneDNN path the model uses), run synchronously.
+Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5) throw_js(env, "benchGemm(M, N, K, precision, iters) expected");
+  const int64_t M = info[0].As<Napi::Number>().Int64Value(), N = info[1].As<Napi::Number>().Int64Value(),
+                K = info[2].As<Napi::Number>().Int64Value();
+  const bool bf16 = info[3].As<Napi::String>().Utf8Value() == "bf16";
+  const int iters = info[4].As<Napi::Number>().Int32Value();
+  apply_threads();
+  std::vector<float> A(size_t(M * K), 0.5f), B(size_t(K * N), 0.25f), C(size_t(M * N));
+  Gemm g;
+  g.transB = true;
+  g.M = M, g.N = N, g.K = K, g.lda = K, g.ldb = K, g.ldc = N;
+  const Precision p = bf16 ? Precision::BF16 : Precision::FP32;
+  gemm(g, A.data(), B.data(), C.data(), p);  // warm-up: primitive creation and JIT
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; i++) gemm(g, A.data(), B.data(), C.data(), p);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return Napi::Number::New(env, s);
+}
+
 void SetNumThreads(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber()) throw_js(info.Env(), "setNumThreads(n): number expected");
   g_threads = info[0].As<Napi::Number>().Int32Value();
@@ -536,6 +559,7 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("AdamW", AdamWWrap::Init(env));
   exports.Set("infonce", Napi::Function::New(env, InfoNCE));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("benchGemm", Napi::Function::New(env, BenchGemm));
   exports.Set("info", Napi::Function::New(env, Info));
   return exports;
 }

@@ -116,6 +116,8 @@ export interface NativeAddon {
   infonce(queries: Float32Array, passages: Float32Array, numQueries: number, dim: number,
     opts: { scale: number; symmetric: boolean }): InfoNCEResult;
   setNumThreads(n: number): void;
+  /** Seconds for `iters` fp32-output products [M,K] x [K,N] through the engine's gemm (benchmarks). */
+  benchGemm(M: number, N: number, K: number, precision: Precision, iters: number): number;
   info(): { version: string; threads: number; cuda: boolean; cudaReason: string; isa: string };
 }
 
