@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks and builds the engine. Idempotent: a second run only checks.
+#  - Debian packages: oneDNN (matrix products), FAISS (evaluation), a C++ toolchain, python venv;
+#  - npm dependencies (npm ci) and the native addon (cmake-js, CMakeLists.txt);
+#  - .venv: PyTorch + transformers + sentence-transformers from pip's local index, used by the
+#    parity tests as the reference implementation and by bench/ as the peer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for p in libdnnl-dev libfaiss-dev cmake g++ python3-venv; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-fund --no-audit
+fi
+
+# cmake-js builds offline against the node-api-headers package ("binary.napi_versions" in package.json).
+npx cmake-js compile --out build >build.log 2>&1 || { tail -50 build.log; exit 1; }
+grep -E "xlir: CUDA" build.log | head -1 || true
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import torch, transformers, sentence_transformers" 2>/dev/null; then
+  # The first configured index is local; naming it avoids minutes of retries against the default.
+  index=$(pip config list 2>/dev/null | sed -n "s/^global.extra-index-url='\([^ ']*\).*/\1/p" | head -1)
+  python3 -m venv .venv
+  .venv/bin/pip install -q ${index:+--index-url "$index"} torch transformers sentence-transformers safetensors numpy scikit-learn
+fi
+echo "setup: done (addon build/Release/xlir.node, python .venv/bin/python)"
