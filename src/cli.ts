@@ -1,0 +1,53 @@
+// The `xlir` command line (yargs). Each command lives in its own module; this file only wires them.
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { native } from './native.ts';
+import { runDemo } from './demo.ts';
+import { runEncode } from './encode-command.ts';
+
+await yargs(hideBin(process.argv))
+  .scriptName('xlir')
+  .command('demo', 'train a tiny encoder on built-in synthetic pairs and print its falling loss (no data needed)',
+    (y) => y
+      .option('steps', { type: 'number', default: 300, describe: 'training steps' })
+      .option('batch-size', { type: 'number', default: 32, describe: 'query/passage pairs per batch' })
+      .option('lr', { type: 'number', default: 1e-3, describe: 'peak learning rate (10% warm-up, then linear decay)' })
+      .option('seed', { type: 'number', default: 0, describe: 'seed of initialisation, data and dropout' })
+      .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' }),
+    async (a) => {
+      if (a.threads) native().setNumThreads(a.threads);
+      const r = await runDemo({ steps: a.steps, batchSize: a['batch-size'], lr: a.lr, seed: a.seed, log: console.log });
+      if (!(r.after > r.before)) process.exitCode = 1;
+    })
+  .command('encode', 'encode the texts of a JSONL file into a NumPy .npy matrix [N, D] (float32, input order)',
+    (y) => y
+      .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face or sentence-transformers model folder' })
+      .option('input', { type: 'string', demandOption: true, describe: 'JSONL file, one {"text": ...} object per line' })
+      .option('output', { type: 'string', demandOption: true, describe: '.npy file to write (atomically)' })
+      .option('pooling', { choices: ['cls', 'mean', 'pooler'] as const, describe: 'sentence pooling (default: from the folder)' })
+      .option('normalize', { type: 'boolean', describe: 'L2-normalise embeddings (default: from the folder)' })
+      .option('max-length', { type: 'number', default: 512, describe: 'tokens per text, special tokens included' })
+      .option('prefix', { type: 'string', default: '', describe: 'text prepended to every input, e.g. "Query: "' })
+      .option('batch-size', { type: 'number', default: 64, describe: 'texts per engine call' })
+      .option('precision', { choices: ['fp32', 'bf16'] as const, default: 'fp32' as const, describe: 'matrix-product precision' })
+      .option('device', { type: 'string', default: 'cpu', describe: "'cpu' or 'cuda:N'" })
+      .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' }),
+    async (a) => {
+      if (a.threads) native().setNumThreads(a.threads);
+      await runEncode({
+        model: a.model, input: a.input, output: a.output, pooling: a.pooling, normalize: a.normalize,
+        maxLength: a['max-length'], prefix: a.prefix, batchSize: a['batch-size'], precision: a.precision, device: a.device,
+      });
+    })
+  .command('info', 'print the engine build (version, threads, instruction set, CUDA availability)', {}, () => {
+    console.log(JSON.stringify(native().info(), null, 2));
+  })
+  .demandCommand(1, 'name a command: demo, encode, info')
+  .strict()
+  .help()
+  .fail((msg, err, y) => {
+    if (err) console.error(`xlir: ${err.message}`);
+    else console.error(`${y.help()}\n\n${msg}`);
+    process.exit(1);
+  })
+  .parseAsync();
