@@ -300,18 +300,21 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto out = std::make_shared<std::vector<float>>();
       auto* self = this;
       uint64_t seed = 0;
+      bool keep = train;
       if (train) {
         if (info.Length() < 2 || !info[1].IsObject()) throw_js(env, "forward(batch, {dropoutSeed}) expected");
-        seed = uint64_t(int_field(info[1].As<Napi::Object>(), "dropoutSeed", "forward options"));
+        Napi::Object o = info[1].As<Napi::Object>();
+        seed = uint64_t(int_field(o, "dropoutSeed", "forward options"));
+        if (!o.Get("keepActivations").IsUndefined()) keep = bool_field(o, "keepActivations", "forward options");
       }
       auto batch = std::make_shared<Batch>();
       PromiseWorker* w = new PromiseWorker(
           env,
-          [self, out, batch, train, hidden, seed]() {
+          [self, out, batch, train, hidden, seed, keep]() {
             Model& m = *self->model_;
             std::vector<float> emb(size_t(batch->B * m.embedding_dim()));
             if (hidden) out->resize(size_t(batch->T * m.config().hidden));
-            m.forward(*batch, emb.data(), train, seed, hidden ? out->data() : nullptr);
+            m.forward(*batch, emb.data(), train, seed, hidden ? out->data() : nullptr, keep);
             if (!hidden) *out = std::move(emb);
           },
           [out](Napi::Env e) -> Napi::Value {

@@ -285,12 +285,14 @@ void linear_bwd_x(float* dX, const float* dY, const float* W, int64_t M, int64_t
 uint64_t site_key(uint64_t seed, int64_t layer, int64_t site) { return hash_key(seed, uint64_t(layer * 8 + site + 1)); }
 }  // namespace
 
-void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout_seed, float* hidden_out) {
+void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout_seed, float* hidden_out, bool keep) {
   have_train_forward_ = false;
+  const bool dropout = train;
+  train = train && keep;  // from here on, "train" means: activations are laid out for backward()
   prepare_batch(batch, train);
   dropout_seed_ = dropout_seed;
   const int64_t T = T_, B = B_, H = cfg_.hidden, F = cfg_.ffn, D = embedding_dim();
-  const float hp = train ? cfg_.hidden_dropout : 0.f, ap = train ? cfg_.attn_dropout : 0.f;
+  const float hp = dropout ? cfg_.hidden_dropout : 0.f, ap = dropout ? cfg_.attn_dropout : 0.f;
   const AttentionShape shape{B, lengths_.data(), offsets_.data(), seq_keys_.data(), H, cfg_.heads};
 
   embedding_forward(emb_sum_, ids_.data(), pos_ids_.data(), type_ids_.data(), word_, pos_, type_, T, H);
@@ -309,8 +311,8 @@ void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout
     for (int64_t i = 0; i < T * H; i++) a.r1[i] += x[i];
     layernorm_forward(a.a1, a.mean1, a.rstd1, a.r1, w.ln1_w, w.ln1_b, T, H, cfg_.ln_eps);
     linear_fwd(a.h1, a.a1, w.i_w, w.i_b, T, F, H, prec_);
-    // GELU output goes to the next slot's scratch-free place: r2 is [T, H] and too small, so the
-    // FFN input is computed in the backward scratch when training, in place otherwise.
+    // The GELU output is not kept (backward recomputes it from h1): in training it goes to the
+    // backward scratch, in inference over h1 itself.
     float* g = train ? scratch_.data() : a.h1;
     gelu_forward(g, a.h1, T * F);
     linear_fwd(a.r2, g, w.o_w, w.o_b, T, H, F, prec_);

@@ -73,9 +73,12 @@ class Model {
   Precision precision() const { return prec_; }
   void set_frozen(bool freeze_word_embeddings, int64_t freeze_layers);
 
-  // Sentence embeddings out[B, embedding_dim()]. train: dropout on, activations kept for backward().
+  // Sentence embeddings out[B, embedding_dim()]. train: dropout on. keep: activations kept for
+  // backward() (a training forward); without keep only one layer's activations live at a time
+  // (inference, and the first pass of gradient caching, which needs dropout but no backward).
   // hidden_out (optional): last-layer hidden states [T, hidden].
-  void forward(const Batch& batch, float* out, bool train, uint64_t dropout_seed, float* hidden_out = nullptr);
+  void forward(const Batch& batch, float* out, bool train, uint64_t dropout_seed, float* hidden_out = nullptr,
+               bool keep = true);
   // Gradients of the parameters (+=) from dout[B, embedding_dim()] of the last training forward.
   void backward(const float* dout);
   void zero_grad();

@@ -75,8 +75,11 @@ export interface NativeModel {
   encode(batch: TokenBatch): Promise<Float32Array>;
   /** Last-layer hidden states [T, hiddenSize] of the packed tokens, inference mode. */
   hiddenStates(batch: TokenBatch): Promise<Float32Array>;
-  /** Training forward: embeddings [B, embeddingDim]; keeps activations for the next backward(). */
-  forward(batch: TokenBatch, opts: { dropoutSeed: number }): Promise<Float32Array>;
+  /**
+   * Training forward (dropout on): embeddings [B, embeddingDim]. Keeps activations for the next
+   * backward() unless keepActivations is false (the first, gradient-free pass of gradient caching).
+   */
+  forward(batch: TokenBatch, opts: { dropoutSeed: number; keepActivations?: boolean }): Promise<Float32Array>;
   /** Back-propagates d loss / d embeddings [B, embeddingDim] of the last forward(); gradients accumulate (+=). */
   backward(gradEmbeddings: Float32Array): Promise<void>;
   zeroGrad(): void;
