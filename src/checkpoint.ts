@@ -41,6 +41,8 @@ export type EncoderConfig = Pick<NativeModelConfig,
   'arch' | 'vocabSize' | 'hiddenSize' | 'numLayers' | 'numHeads' | 'intermediateSize' | 'maxPositions' |
   'typeVocabSize' | 'layerNormEps' | 'padTokenId' | 'hiddenDropout' | 'attentionDropout'>;
 
+/** The config.json model_type values we read and write. */
+export type HfModelType = 'bert' | 'xlm-roberta' | 'roberta';
 const MODEL_TYPES: Record<string, Arch> = { bert: 'bert', 'xlm-roberta': 'roberta', roberta: 'roberta' };
 
 /**
@@ -48,7 +50,7 @@ const MODEL_TYPES: Record<string, Arch> = { bert: 'bert', 'xlm-roberta': 'robert
  * transformers config class would give them (listed in `defaulted`), so that we build exactly the
  * model transformers would build from the same file.
  */
-export function parseHfConfig(json: Record<string, unknown>, file: string): { config: EncoderConfig; modelType: string; defaulted: string[] } {
+export function parseHfConfig(json: Record<string, unknown>, file: string): { config: EncoderConfig; modelType: HfModelType; defaulted: string[] } {
   const fail = (field: string, why: string): never => { throw new Error(`${file}: field "${field}" ${why}`); };
   const modelType = json.model_type;
   if (typeof modelType !== 'string') fail('model_type', 'is missing (expected "bert", "xlm-roberta" or "roberta")');
@@ -112,15 +114,19 @@ export function parseHfConfig(json: Record<string, unknown>, file: string): { co
     hiddenDropout: prob('hidden_dropout_prob'),
     attentionDropout: prob('attention_probs_dropout_prob'),
   };
-  return { config, modelType: modelType as string, defaulted };
+  return { config, modelType: modelType as HfModelType, defaulted };
 }
 
-/** config.json as transformers writes it for BertModel / XLMRobertaModel. */
-export function hfConfigJson(c: EncoderConfig, dtype: 'float32' | 'bfloat16' = 'float32'): Record<string, unknown> {
+const ARCHITECTURES: Record<HfModelType, string> = { bert: 'BertModel', 'xlm-roberta': 'XLMRobertaModel', roberta: 'RobertaModel' };
+
+/** config.json as transformers writes it for BertModel / XLMRobertaModel (or RobertaModel when asked). */
+export function hfConfigJson(c: EncoderConfig, dtype: 'float32' | 'bfloat16' = 'float32', modelType?: HfModelType): Record<string, unknown> {
   const roberta = c.arch === 'roberta';
+  const type = modelType ?? (roberta ? 'xlm-roberta' : 'bert');
+  if ((type === 'bert') === roberta) throw new Error(`model_type "${type}" does not describe arch "${c.arch}"`);
   const out: Record<string, unknown> = {
-    architectures: [roberta ? 'XLMRobertaModel' : 'BertModel'],
-    model_type: roberta ? 'xlm-roberta' : 'bert',
+    architectures: [ARCHITECTURES[type]],
+    model_type: type,
     vocab_size: c.vocabSize,
     hidden_size: c.hiddenSize,
     num_hidden_layers: c.numLayers,
@@ -382,7 +388,7 @@ function isPoolerDense(d: DenseModule, store: TensorStore, hiddenSize: number): 
 export interface FolderMeta {
   format: 'huggingface' | 'sentence-transformers';
   /** model_type of config.json, e.g. "xlm-roberta". */
-  modelType: string;
+  modelType: HfModelType;
   configPath: string;
   weightFiles: string[];
   /** config.json fields that were absent and took the transformers default. */
@@ -575,6 +581,8 @@ export interface SaveOptions {
   maxSeqLength?: number;
   /** config_sentence_transformers.json similarity; default cosine when normalised, else dot (what the engine scores with). */
   similarity?: 'cosine' | 'dot';
+  /** config.json model_type; default "bert" / "xlm-roberta" by arch (pass ModelFolder.meta.modelType to keep "roberta"). */
+  modelType?: HfModelType;
 }
 
 /** Files sentence-transformers / transformers read beside tokenizer.json to set special tokens and lengths. */
@@ -615,6 +623,7 @@ function checkModelMatchesConfig(params: Map<string, number[]>, c: NativeModelCo
   if (layers.size !== c.numLayers) throw new Error(`saveModelFolder: model has ${layers.size} encoder layers but config.numLayers is ${c.numLayers}`);
   const hasPooler = params.has('pooler.dense.weight');
   if (c.pooling === 'pooler' && !hasPooler) throw new Error('saveModelFolder: pooling "pooler" but the model has no pooler.dense.weight');
+  if (c.hasPooler !== hasPooler) throw new Error(`saveModelFolder: config.hasPooler is ${c.hasPooler} but the model ${hasPooler ? 'has' : 'has no'} pooler.dense.weight`);
   if (hasPooler) expect('pooler.dense.weight', [c.hiddenSize, c.hiddenSize], 'hiddenSize x hiddenSize');
   if (c.dense) {
     expect('dense.linear.weight', [c.dense.outFeatures, c.hiddenSize], 'dense.outFeatures x hiddenSize');
@@ -642,7 +651,7 @@ function writeDenseModule(dir: string, model: NativeModel, from: { weight: strin
 function writeFolder(model: NativeModel, c: NativeModelConfig, out: string, opts: SaveOptions, params: Map<string, number[]>): void {
   const dtype = opts.dtype ?? 'F32';
   mkdirSync(out);
-  writeJson(join(out, 'config.json'), hfConfigJson(c, dtype === 'BF16' ? 'bfloat16' : 'float32'));
+  writeJson(join(out, 'config.json'), hfConfigJson(c, dtype === 'BF16' ? 'bfloat16' : 'float32', opts.modelType));
 
   const metadata: Record<string, string> = { format: 'pt' };
   for (const [k, v] of Object.entries(opts.extraMeta ?? {})) {
@@ -692,7 +701,12 @@ function writeFolder(model: NativeModel, c: NativeModelConfig, out: string, opts
 
   // RoBERTa positions start after the padding id, which shortens the usable length by padTokenId + 1.
   const maxSeq = opts.maxSeqLength ?? (c.arch === 'roberta' ? c.maxPositions - c.padTokenId - 1 : c.maxPositions);
-  writeJson(join(out, 'sentence_bert_config.json'), { max_seq_length: maxSeq, do_lower_case: false });
+  const sbert: Record<string, unknown> = { max_seq_length: maxSeq, do_lower_case: false };
+  // BertModel / XLMRobertaModel always build a pooler unless told otherwise; without this a model
+  // that has none would load with freshly initialised pooler weights and a "missing keys" report.
+  // (Plain transformers users pass add_pooling_layer=False to from_pretrained themselves.)
+  if (!params.has('pooler.dense.weight')) sbert.model_args = { add_pooling_layer: false };
+  writeJson(join(out, 'sentence_bert_config.json'), sbert);
   writeJson(join(out, 'config_sentence_transformers.json'), {
     model_type: 'SentenceTransformer',
     prompts: {},
@@ -728,6 +742,8 @@ export function saveModelFolder(model: NativeModel, config: NativeModelConfig, d
   const params = new Map(model.parameters().map((p) => [p.name, p.shape] as [string, number[]]));
   checkModelMatchesConfig(params, config);
 
+  if (opts.modelType) hfConfigJson(config, 'float32', opts.modelType); // validates before anything is written
+  mkdirSync(dirname(dir), { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   try {
