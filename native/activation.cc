@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -15,10 +16,12 @@ void bias_add(float* y, const float* bias, int64_t N, int64_t C) {
 
 void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C) {
   int nt = omp_get_max_threads();
-  std::vector<double> part(size_t(nt) * C, 0.0);
+  thread_local Buffer<double> part_buf;  // grow-only: no allocation in a steady-state step
+  double* part = part_buf.ensure(size_t(nt) * C);
+  std::fill(part, part + size_t(nt) * C, 0.0);
 #pragma omp parallel
   {
-    double* p = part.data() + size_t(omp_get_thread_num()) * C;
+    double* p = part + size_t(omp_get_thread_num()) * C;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < N; i++)
       for (int64_t c = 0; c < C; c++) p[c] += dy[i * C + c];

@@ -164,6 +164,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     } catch (const std::exception& e) {
       throw_js(info.Env(), e.what());
     }
+    // Parameters + gradients: V8 counts this against its heap limit and collects unreferenced
+    // models sooner (activations are not counted: they grow later and are freed with the model).
+    external_ = int64_t(model_->num_params()) * 8;
+    Napi::MemoryManagement::AdjustExternalMemory(info.Env(), external_);
+  }
+  ~ModelWrap() override {
+    if (external_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -external_);
   }
 
   // Used by the optimizer, which runs on the same model.
@@ -374,9 +381,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   void Dispose(const Napi::CallbackInfo& info) {
     if (busy_) throw_js(info.Env(), "model is busy: await the previous call before dispose()");
     model_.reset();
+    if (external_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -external_);
+    external_ = 0;
   }
 
   std::unique_ptr<Model> model_;
+  int64_t external_ = 0;
   bool busy_ = false;
 };
 

@@ -2,8 +2,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
-#include <vector>
+#include "common.h"
 
 namespace xlir {
 
@@ -30,11 +31,13 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
                         const float* mean, const float* rstd, int64_t N, int64_t C) {
   int nt = omp_get_max_threads();
   // Per-thread partial sums for the parameter gradients, reduced at the end: no atomics per element.
-  std::vector<float> part(dw ? size_t(nt) * 2 * C : 0, 0.f);
+  thread_local Buffer<float> part_buf;  // grow-only: no allocation in a steady-state step
+  float* part = dw ? part_buf.ensure(size_t(nt) * 2 * C) : nullptr;
+  if (dw) std::fill(part, part + size_t(nt) * 2 * C, 0.f);
 #pragma omp parallel
   {
     int tid = omp_get_thread_num();
-    float* pw = dw ? part.data() + size_t(tid) * 2 * C : nullptr;
+    float* pw = dw ? part + size_t(tid) * 2 * C : nullptr;
     float* pb = dw ? pw + C : nullptr;
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < N; i++) {

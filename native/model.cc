@@ -359,24 +359,26 @@ void Model::backward(const float* dout) {
   auto G = [&](float* p) { return trainable(p) ? Gr(p) : nullptr; };
 
   // Head: normalisation, Dense, pooler, pooling. Small [B, *] tensors.
-  std::vector<float> d1(dout, dout + B * D), d2(size_t(B * H));
+  float* d1 = head_grad_.ensure(size_t(B * D + 2 * B * H));  // [B, D], then d2 and dz [B, H]
+  float* d2 = d1 + B * D;
+  float* dz = d2 + B * H;
+  std::copy(dout, dout + B * D, d1);
   if (cfg_.normalize) {
     const float* y = out_;
-    l2norm_backward(d1.data(), dout, y, norms_, B, D);
+    l2norm_backward(d1, dout, y, norms_, B, D);
   }
   const float* pooled_in = cfg_.pooling == Pooling::Pooler ? pooled_ : cls_;
-  float* dpool = d1.data();
+  float* dpool = d1;
   if (cfg_.dense_out) {
-    if (cfg_.dense_tanh) tanh_backward(d1.data(), d1.data(), dense_, B * D);
-    if (float* gw = G(dense_w_)) linear_bwd_w(gw, dense_b_ ? G(dense_b_) : nullptr, d1.data(), pooled_in, B, D, H, prec_);
-    linear_bwd_x(d2.data(), d1.data(), dense_w_, B, D, H, 0.f, prec_);
-    dpool = d2.data();
+    if (cfg_.dense_tanh) tanh_backward(d1, d1, dense_, B * D);
+    if (float* gw = G(dense_w_)) linear_bwd_w(gw, dense_b_ ? G(dense_b_) : nullptr, d1, pooled_in, B, D, H, prec_);
+    linear_bwd_x(d2, d1, dense_w_, B, D, H, 0.f, prec_);
+    dpool = d2;
   }
   if (cfg_.pooling == Pooling::Pooler) {
-    std::vector<float> dz(size_t(B * H));
-    tanh_backward(dz.data(), dpool, pooled_, B * H);
-    if (float* gw = G(pool_w_)) linear_bwd_w(gw, G(pool_b_), dz.data(), cls_, B, H, H, prec_);
-    linear_bwd_x(dpool, dz.data(), pool_w_, B, H, H, 0.f, prec_);
+    tanh_backward(dz, dpool, pooled_, B * H);
+    if (float* gw = G(pool_w_)) linear_bwd_w(gw, G(pool_b_), dz, cls_, B, H, H, prec_);
+    linear_bwd_x(dpool, dz, pool_w_, B, H, H, 0.f, prec_);
   }
   std::fill(dh, dh + T * H, 0.f);
   pool_backward(dh, dpool, lengths_.data(), offsets_.data(), B, H,

@@ -121,7 +121,7 @@ class Model {
   bool have_train_forward_ = false;
 
   // Activations and scratch (grow-only).
-  Buffer<float> arena_, scratch_, attn_scratch_;
+  Buffer<float> arena_, scratch_, attn_scratch_, head_grad_;
   float *emb_sum_, *emb_mean_, *emb_rstd_;
   std::vector<float*> xs_;  // layer inputs; xs_[layers] = last hidden state
   float *cls_, *pooled_, *dense_, *out_, *norms_;
