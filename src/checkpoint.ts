@@ -585,6 +585,29 @@ export interface SaveOptions {
   modelType?: HfModelType;
 }
 
+/** tokenizer_config.json matching a tokenizer.json: class, casing, special tokens, maximum length. */
+export function tokenizerConfigFor(tok: Record<string, unknown>, config: NativeModelConfig): Record<string, unknown> {
+  const model = (tok.model ?? {}) as Record<string, unknown>;
+  const norm = (tok.normalizer ?? {}) as Record<string, unknown>;
+  const added = Array.isArray(tok.added_tokens) ? (tok.added_tokens as { content: string }[]).map((t) => t.content) : [];
+  const has = (s: string) => added.includes(s);
+  const maxLen = config.arch === 'roberta' ? config.maxPositions - config.padTokenId - 1 : config.maxPositions;
+  if (model.type === 'WordPiece') {
+    const lower = norm.type === 'BertNormalizer' ? norm.lowercase === true : false;
+    return {
+      tokenizer_class: 'BertTokenizer', do_lower_case: lower,
+      strip_accents: norm.type === 'BertNormalizer' ? (norm.strip_accents ?? null) : null,
+      tokenize_chinese_chars: norm.type === 'BertNormalizer' ? norm.handle_chinese_chars !== false : true,
+      cls_token: '[CLS]', sep_token: '[SEP]', pad_token: '[PAD]', unk_token: '[UNK]', mask_token: has('[MASK]') ? '[MASK]' : null,
+      model_max_length: maxLen,
+    };
+  }
+  return {
+    tokenizer_class: 'XLMRobertaTokenizer', bos_token: '<s>', eos_token: '</s>', cls_token: '<s>', sep_token: '</s>',
+    pad_token: '<pad>', unk_token: '<unk>', mask_token: has('<mask>') ? '<mask>' : null, model_max_length: maxLen,
+  };
+}
+
 /** Files sentence-transformers / transformers read beside tokenizer.json to set special tokens and lengths. */
 const TOKENIZER_SIDE_FILES = ['tokenizer_config.json', 'special_tokens_map.json'];
 const ST = 'sentence_transformers.models.';
@@ -718,6 +741,12 @@ function writeFolder(model: NativeModel, c: NativeModelConfig, out: string, opts
     copyDurable(opts.tokenizerJsonPath, join(out, 'tokenizer.json'));
     const src = dirname(opts.tokenizerJsonPath);
     for (const side of TOKENIZER_SIDE_FILES) if (existsSync(join(src, side))) copyDurable(join(src, side), join(out, side));
+    // A bare tokenizer.json (one we built from a vocab.txt, say) is not enough for transformers:
+    // without tokenizer_config.json, AutoTokenizer falls back to the class defaults, and
+    // BertTokenizer's default lowercases a cased vocabulary. Write the settings the json implies.
+    if (!existsSync(join(src, 'tokenizer_config.json'))) {
+      writeJson(join(out, 'tokenizer_config.json'), tokenizerConfigFor(readJsonObject(opts.tokenizerJsonPath), c));
+    }
   }
   for (const m of modules) if (m.path) fsyncDir(join(out, m.path));
   fsyncDir(out);

@@ -1,0 +1,95 @@
+// `xlir encode` end to end: a model folder with a tokenizer.json (mBERT's WordPiece vocabulary
+// from ../shared), multilingual text from XQuAD-R, the .npy it writes, checked against
+// sentence-transformers encoding the same texts from the same folder; and its bad-input errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Encoder } from '../src/encoder.ts';
+import { buildWordPieceTokenizerJson } from '../src/tokenizer.ts';
+import { readNpy } from '../src/npy.ts';
+
+const shared = fileURLToPath(new URL('../../shared', import.meta.url));
+const vocab = join(shared, 'data/tokenizers/mbert-cased-wordpiece/mbert_modified_vocab.txt');
+const cli = fileURLToPath(new URL('../bin/xlir.mjs', import.meta.url));
+const PY = process.env.XLIR_PYTHON;
+
+function xlir(args: string[]) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+}
+
+// Questions and one long context from several scripts of XQuAD-R.
+function texts(): string[] {
+  const out: string[] = [];
+  for (const lang of ['en', 'zh', 'th', 'hi', 'ar', 'ru', 'el']) {
+    const d = JSON.parse(readFileSync(join(shared, 'data/xquad-r', `${lang}.json`), 'utf8'));
+    const para = d.data[0].paragraphs[0];
+    out.push(para.qas[0].question, para.qas[1].question);
+    if (lang === 'en') out.push(para.context);  // longer than --max-length: truncated
+  }
+  return out;
+}
+
+test('xlir encode writes the embeddings sentence-transformers computes', { skip: existsSync(vocab) ? false : `${shared} missing: skipped` }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-encode-'));
+  const tokPath = join(dir, 'tokenizer.json');
+  writeFileSync(tokPath, JSON.stringify(buildWordPieceTokenizerJson(vocab, { lowercase: false })));
+  const enc = Encoder.create({
+    arch: 'bert', vocabSize: 119547, hiddenSize: 32, numLayers: 2, numHeads: 4, intermediateSize: 64, maxPositions: 128,
+    typeVocabSize: 2, layerNormEps: 1e-12, padTokenId: 0, hiddenDropout: 0.1, attentionDropout: 0.1, pooling: 'mean',
+    hasPooler: true, normalize: true, seed: 5,
+  }, { tokenizerPath: tokPath });
+  const model = join(dir, 'model');
+  enc.save(model);
+  const inputs = texts();
+  const input = join(dir, 'in.jsonl');
+  writeFileSync(input, inputs.map((text, i) => JSON.stringify({ id: i, text })).join('\n') + '\n');
+  const out = join(dir, 'out.npy');
+  const r = xlir(['encode', '--model', model, '--input', input, '--output', out, '--max-length', '48', '--prefix', 'Query: ', '--batch-size', '4']);
+  assert.equal(r.status, 0, r.stderr);
+  const { shape, data } = readNpy(out);
+  assert.deepEqual(shape, [inputs.length, 32]);
+  // In-process API gives the same bytes (same engine, same batches modulo batch size).
+  const direct = await enc.encodeTexts(inputs, { maxLength: 48, prefix: 'Query: ' });
+  for (let i = 0; i < data.length; i++) assert.ok(Math.abs(data[i] - direct[i]) < 1e-6, `row ${Math.floor(i / 32)} differs`);
+  for (let i = 0; i < inputs.length; i++) {
+    const n = Math.hypot(...data.subarray(i * 32, i * 32 + 32));
+    assert.ok(Math.abs(n - 1) < 1e-5, `row ${i} is not unit length (${n})`);
+  }
+  enc.dispose();
+
+  await t.test('equals sentence-transformers on the same folder', { skip: PY ? false : 'XLIR_PYTHON not set' }, () => {
+    const tj = join(dir, 'texts.json'), ref = join(dir, 'ref.npy');
+    writeFileSync(tj, JSON.stringify(inputs));
+    const p = spawnSync(PY!, [fileURLToPath(new URL('./reference/st_encode.py', import.meta.url)), model, tj, '48', 'Query: ', ref],
+      { encoding: 'utf8', env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' } });
+    assert.equal(p.status, 0, p.stderr);
+    const want = readNpy(ref);
+    assert.deepEqual(want.shape, shape);
+    // fp32 on both sides, summation order differs: 1e-5 relative per row (see parity.test.ts).
+    for (let i = 0; i < inputs.length; i++) {
+      const a = data.subarray(i * 32, i * 32 + 32), b = want.data.subarray(i * 32, i * 32 + 32);
+      const d = Math.hypot(...a.map((x, k) => x - b[k]));
+      assert.ok(d < 1e-5, `text ${i} (${JSON.stringify(inputs[i].slice(0, 40))}): distance ${d} from sentence-transformers`);
+    }
+  });
+
+  await t.test('bad input names the file and line', () => {
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"text": "fine"}\n{"text": broken\n');
+    let e = xlir(['encode', '--model', model, '--input', bad, '--output', join(dir, 'x.npy')]);
+    assert.notEqual(e.status, 0);
+    assert.match(e.stderr, /bad\.jsonl:2: not valid JSON/);
+    assert.ok(!existsSync(join(dir, 'x.npy')), 'a failed run must not leave an output file');
+    writeFileSync(bad, '{"text": "fine"}\n{"txt": "no text"}\n');
+    e = xlir(['encode', '--model', model, '--input', bad, '--output', join(dir, 'x.npy')]);
+    assert.match(e.stderr, /bad\.jsonl:2: expected a string field "text"/);
+    e = xlir(['encode', '--model', join(dir, 'nowhere'), '--input', input, '--output', join(dir, 'x.npy')]);
+    assert.match(e.stderr, /nowhere.*not a directory/);
+    e = xlir(['encode', '--model', model, '--input', input, '--output', join(dir, 'x.npy'), '--device', 'cuda:0']);
+    assert.match(e.stderr, /cuda:0.*CUDA is unavailable/);
+  });
+});
