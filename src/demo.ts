@@ -100,7 +100,7 @@ export async function runDemo(o: DemoOptions): Promise<{ before: number; after: 
     const lr = o.lr * (s < warm ? (s + 1) / warm : (o.steps - s) / (o.steps - warm));  // warm-up, then linear decay
     const i0 = (s * o.batchSize) % (train.queries.length - o.batchSize);
     const q = pack(train.queries.slice(i0, i0 + o.batchSize)), p = pack(train.passages.slice(i0, i0 + o.batchSize));
-    const r = await trainer.step(q, p, lr, o.seed * 1_000_003 + s);
+    const r = await trainer.step({ queries: q, passages: p }, lr, o.seed * 1_000_003 + s);
     losses.push(r.loss);
     tokens += r.tokens;
     window += r.loss;
