@@ -1,0 +1,236 @@
+// The training loop: sampled batches -> gradient-cached InfoNCE steps -> AdamW, with warm-up and
+// linear decay, validation loss at intervals with early stopping (the paper's model selection),
+// atomic checkpoints (model, optimizer, sampler, counters) from which an interrupted run resumes
+// exactly, a progress bar, and a JSONL log of every step and validation.
+//
+// Overlap of data and compute: the engine runs on libuv's thread pool, so while a step's promise is
+// pending the JavaScript thread assembles the next batch from the token cache; the time the engine
+// then waits for data (dataWaitMs in the log) is what is left of batch assembly after that.
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Encoder } from './encoder.ts';
+import type { TokenBatch } from './native.ts';
+import { loadWeights } from './checkpoint.ts';
+import { linearWarmupDecay } from './schedule.ts';
+import { Progress } from './progress.ts';
+import { readSafetensors, writeSafetensors } from './safetensors.ts';
+import { ContrastiveTrainer, type StepInput } from './trainer.ts';
+import type { TokenStore } from './token-cache.ts';
+
+/** What the loop needs from a batch sampler (src/sampler.ts). */
+export interface LoopSampler {
+  next(): { triplets: { query: number; positive: number }[]; alignment?: { a: number; b: number }[] };
+  getState(): unknown;
+}
+
+/** Tokenized training data: record i's query and positive, and its hard negatives. */
+export interface TokenizedData {
+  queries: TokenStore;          // index: record
+  passages: TokenStore;         // positives at [0, n), then negatives
+  negatives: Int32Array[];      // per record: indices into passages
+}
+
+export interface LoopOptions {
+  outDir: string;
+  steps: number;
+  warmupSteps: number;
+  lr: number;
+  seed: number;
+  hardNegatives: number;        // per query, at most
+  evalEvery: number;            // steps; 0: no validation
+  patience: number;             // evaluations without improvement before stopping; 0: never stop early
+  checkpointEvery: number;      // steps
+  /** Fingerprint of everything that defines the run; a checkpoint of another run is refused. */
+  runKey: string;
+  log?: (line: string) => void;
+  /** Test hook: stop (as if interrupted) after this many steps, writing a checkpoint. */
+  stopAfter?: number;
+}
+
+export interface LoopState {
+  step: number;
+  sampler: unknown;
+  bestLoss: number | null;
+  bestStep: number;
+  badEvals: number;
+  stopped: 'done' | 'early' | 'interrupted' | null;
+}
+
+export interface LoopResult {
+  state: LoopState;
+  losses: number[];
+  validation: { step: number; loss: number }[];
+  dataWaitMs: number;
+  engineMs: number;
+}
+
+function pack(seqs: Int32Array[]): TokenBatch {
+  const lengths = Int32Array.from(seqs, (s) => s.length);
+  const ids = new Int32Array(lengths.reduce((a, b) => a + b, 0));
+  let at = 0;
+  for (const s of seqs) (ids.set(s, at), (at += s.length));
+  return { ids, lengths };
+}
+
+export function assembleBatch(b: ReturnType<LoopSampler['next']>, data: TokenizedData, hardNegatives: number): StepInput {
+  const q = b.triplets.map((t) => data.queries.get(t.query));
+  const p = b.triplets.map((t) => data.passages.get(t.positive));
+  if (hardNegatives > 0)
+    for (const t of b.triplets) for (const k of data.negatives[t.positive]?.subarray(0, hardNegatives) ?? []) p.push(data.passages.get(k));
+  const input: StepInput = { queries: pack(q), passages: pack(p) };
+  if (b.alignment?.length) {
+    input.alignA = pack(b.alignment.map((x) => data.queries.get(x.a)));
+    input.alignB = pack(b.alignment.map((x) => data.queries.get(x.b)));
+  }
+  return input;
+}
+
+/** Dropout seed of a step: a pure function of (run seed, step), so a resumed run draws the same masks. */
+export function stepSeed(seed: number, step: number): number {
+  return Number(BigInt.asUintN(48, BigInt(seed) * 1_000_003n + BigInt(step)));
+}
+
+const CKPT = 'checkpoint';
+
+export function runKey(parts: unknown): string {
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
+}
+
+/** Writes model, optimizer and loop state as one folder, atomically (temporary folder, then rename). */
+export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state: LoopState, key: string): void {
+  const final = join(dir, CKPT), tmp = join(dir, `${CKPT}.tmp-${process.pid}`), old = join(dir, `${CKPT}.old-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  trainer.encoder.save(join(tmp, 'model'));
+  const s = trainer.optimizer.getState();
+  writeSafetensors(join(tmp, 'optimizer.safetensors'), [
+    { name: 'exp_avg', shape: [s.m.length], data: s.m },
+    { name: 'exp_avg_sq', shape: [s.v.length], data: s.v },
+  ], { metadata: { step: String(s.step) } });
+  writeFileSync(join(tmp, 'state.json'), JSON.stringify({ runKey: key, ...state }, null, 1));
+  if (existsSync(final)) renameSync(final, old);
+  renameSync(tmp, final);
+  rmSync(old, { recursive: true, force: true });
+}
+
+/** Restores model weights, optimizer and loop state from dir/checkpoint; null when there is none. */
+export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: string): LoopState | null {
+  const c = join(dir, CKPT);
+  if (!existsSync(join(c, 'state.json'))) return null;
+  const st = JSON.parse(readFileSync(join(c, 'state.json'), 'utf8')) as LoopState & { runKey: string };
+  if (st.runKey !== key)
+    throw new Error(`${c} belongs to a run with other settings (run key ${st.runKey}, this run ${key}): ` +
+      'use another --out folder, or --overwrite to start afresh');
+  loadWeights(trainer.encoder.model, join(c, 'model'));
+  const o = readSafetensors(join(c, 'optimizer.safetensors'));
+  trainer.optimizer.setState({
+    step: Number(o.metadata.step), m: o.tensors.get('exp_avg')!.data, v: o.tensors.get('exp_avg_sq')!.data,
+  });
+  const { runKey: _key, ...state } = st;
+  return state;
+}
+
+export async function trainLoop(
+  trainer: ContrastiveTrainer, sampler: LoopSampler, data: TokenizedData, validation: StepInput[], o: LoopOptions,
+  restoreSampler: (state: unknown) => LoopSampler,
+): Promise<LoopResult> {
+  const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
+  mkdirSync(o.outDir, { recursive: true });
+  const logPath = join(o.outDir, 'log.jsonl');
+  let state: LoopState = { step: 0, sampler: sampler.getState(), bestLoss: null, bestStep: -1, badEvals: 0, stopped: null };
+  const resumed = readCheckpoint(o.outDir, trainer, o.runKey);
+  if (resumed) {
+    state = resumed;
+    sampler = restoreSampler(state.sampler);
+    log(`resuming from ${join(o.outDir, CKPT)} at step ${state.step}`);
+    if (state.stopped === 'done' || state.stopped === 'early') log('this run had already finished');
+  }
+  const losses: number[] = [], validationLog: { step: number; loss: number }[] = [];
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);  // a second Ctrl-C stops at once
+    interrupted = true;
+    log('\ninterrupt: finishing the current step and writing a checkpoint (Ctrl-C again to abort)');
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+  const progress = new Progress(o.steps, 'train');
+  let dataWaitMs = 0, engineMs = 0, tokens = 0;
+  const t0 = performance.now();
+
+  const validate = async (): Promise<number> => {
+    let sum = 0;
+    for (const v of validation) sum += (await trainer.evaluate(v)).loss;
+    return sum / validation.length;
+  };
+
+  try {
+    let next = state.stopped ? null : assembleBatch(sampler.next(), data, o.hardNegatives);
+    while (next && state.step < o.steps) {
+      const step = state.step;
+      const lr = linearWarmupDecay(step, o.steps, o.warmupSteps, o.lr);
+      const te = performance.now();
+      const pending = trainer.step(next, lr, stepSeed(o.seed, step));
+      // The engine is busy on the thread pool: prepare the next batch meanwhile.
+      const td = performance.now();
+      const samplerBefore = sampler.getState();
+      next = step + 1 < o.steps ? assembleBatch(sampler.next(), data, o.hardNegatives) : null;
+      const prepMs = performance.now() - td;
+      const r = await pending;
+      const stepMs = performance.now() - te;
+      engineMs += stepMs;
+      // Time the engine would have idled: batch preparation that outlasted the step.
+      const wait = Math.max(0, prepMs - (stepMs - prepMs));
+      dataWaitMs += wait;
+      tokens += r.tokens;
+      losses.push(r.loss);
+      // The sampler state saved with a checkpoint is the one that reproduces the NEXT batch.
+      state = { ...state, step: step + 1, sampler: samplerBefore };
+      appendFileSync(logPath, JSON.stringify({
+        type: 'step', step: step + 1, loss: r.loss, retrievalLoss: r.retrievalLoss, alignmentLoss: r.alignmentLoss, lr,
+        gradNorm: r.gradNorm, tokens: r.tokens, ms: Math.round(stepMs), dataWaitMs: Math.round(wait * 100) / 100,
+      }) + '\n');
+      const sec = (performance.now() - t0) / 1000;
+      progress.update(state.step, { loss: r.loss, 'tok/s': Math.round(tokens / sec), lr: lr.toExponential(1) });
+
+      if (o.evalEvery > 0 && (state.step % o.evalEvery === 0 || state.step === o.steps) && validation.length) {
+        const vl = await validate();
+        validationLog.push({ step: state.step, loss: vl });
+        const better = state.bestLoss === null || vl < state.bestLoss;
+        state = { ...state, bestLoss: better ? vl : state.bestLoss, bestStep: better ? state.step : state.bestStep, badEvals: better ? 0 : state.badEvals + 1 };
+        appendFileSync(logPath, JSON.stringify({ type: 'validation', step: state.step, loss: vl, best: state.bestLoss, bestStep: state.bestStep }) + '\n');
+        log(`\nstep ${state.step}: validation loss ${vl.toFixed(4)}${better ? ' (best)' : ` (best ${state.bestLoss!.toFixed(4)} at step ${state.bestStep})`}`);
+        if (better) {
+          const tmp = join(o.outDir, `best.tmp-${process.pid}`);
+          rmSync(tmp, { recursive: true, force: true });
+          trainer.encoder.save(tmp);
+          rmSync(join(o.outDir, 'best'), { recursive: true, force: true });
+          renameSync(tmp, join(o.outDir, 'best'));
+        }
+        if (o.patience > 0 && state.badEvals >= o.patience) {
+          log(`early stopping: no improvement in ${o.patience} validations; best model (step ${state.bestStep}) is in ${join(o.outDir, 'best')}`);
+          state.stopped = 'early';
+          break;
+        }
+      }
+      const stopNow = interrupted || (o.stopAfter !== undefined && state.step >= o.stopAfter);
+      if (state.step % o.checkpointEvery === 0 || stopNow || state.step === o.steps) {
+        if (state.step === o.steps) state.stopped = 'done';
+        // Sampler state: the batch already drawn into `next` is re-drawn on resume.
+        writeCheckpoint(o.outDir, trainer, state, o.runKey);
+      }
+      if (stopNow) {
+        state.stopped = 'interrupted';
+        log(`\nstopped at step ${state.step}; run the same command again to resume`);
+        break;
+      }
+    }
+    if (state.step >= o.steps && !state.stopped) state.stopped = 'done';
+    if (state.stopped === 'early') writeCheckpoint(o.outDir, trainer, state, o.runKey);
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+  }
+  return { state, losses, validation: validationLog, dataWaitMs, engineMs };
+}

@@ -1,0 +1,104 @@
+// The training loop: an interrupted run resumes exactly where it stopped (same losses as an
+// uninterrupted run), checkpoints are complete folders, the log has every step, a checkpoint of a
+// different run is refused.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Encoder } from '../src/encoder.ts';
+import { ContrastiveTrainer } from '../src/trainer.ts';
+import { TokenStore } from '../src/token-cache.ts';
+import { assembleBatch, trainLoop, type LoopOptions, type LoopSampler, type TokenizedData } from '../src/train-loop.ts';
+import type { NativeModelConfig } from '../src/native.ts';
+
+const cfg: NativeModelConfig = {
+  arch: 'roberta', vocabSize: 80, hiddenSize: 32, numLayers: 2, numHeads: 4, intermediateSize: 64, maxPositions: 40,
+  typeVocabSize: 1, layerNormEps: 1e-5, padTokenId: 1, hiddenDropout: 0.1, attentionDropout: 0.1, pooling: 'mean',
+  hasPooler: false, normalize: true, seed: 11,
+};
+
+function store(seqs: number[][]): TokenStore {
+  const offsets = new Int32Array(seqs.length + 1);
+  seqs.forEach((s, i) => (offsets[i + 1] = offsets[i] + s.length));
+  return new TokenStore(offsets, Int32Array.from(seqs.flat()), 'test', false);
+}
+
+// 40 records: query = random words, positive = the same words shifted into another id range.
+function data(): TokenizedData {
+  let s = 5;
+  const r = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const q: number[][] = [], p: number[][] = [];
+  for (let i = 0; i < 40; i++) {
+    const w = Array.from({ length: 3 + Math.floor(r() * 8) }, () => 3 + Math.floor(r() * 38));
+    q.push([0, ...w, 2]);
+    p.push([0, ...w.map((x) => x + 38).reverse(), 2]);
+  }
+  p.push([0, 5, 6, 7, 2]);  // one hard negative for record 0
+  const negatives = Array.from({ length: 40 }, (_, i) => (i === 0 ? Int32Array.from([40]) : new Int32Array(0)));
+  return { queries: store(q), passages: store(p), negatives };
+}
+
+// A seeded sampler whose state is its position: enough to test the loop's bookkeeping.
+class TestSampler implements LoopSampler {
+  constructor(public pos = 0) {}
+  next() {
+    const triplets = Array.from({ length: 6 }, (_, k) => {
+      const i = (this.pos * 7 + k * 5) % 40;
+      return { query: i, positive: i };
+    });
+    this.pos++;
+    return { triplets };
+  }
+  getState() {
+    return { pos: this.pos };
+  }
+}
+
+function setup(outDir: string, over: Partial<LoopOptions> = {}) {
+  const enc = Encoder.create(cfg);
+  const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 },
+    { scale: 20, symmetric: false }, 5);
+  const d = data();
+  const valSampler = new TestSampler(1000);
+  const validation = [assembleBatch(valSampler.next(), d, 1), assembleBatch(valSampler.next(), d, 1)];
+  const o: LoopOptions = {
+    outDir, steps: 12, warmupSteps: 2, lr: 2e-3, seed: 3, hardNegatives: 1, evalEvery: 4, patience: 0, checkpointEvery: 100,
+    runKey: 'k1', log: () => {}, ...over,
+  };
+  return { enc, run: () => trainLoop(trainer, new TestSampler(), d, validation, o, (st) => new TestSampler((st as { pos: number }).pos)) };
+}
+
+test('an interrupted run resumes exactly where it stopped', async () => {
+  const a = mkdtempSync(join(tmpdir(), 'xlir-loop-a-')), b = mkdtempSync(join(tmpdir(), 'xlir-loop-b-'));
+  const full = setup(a);
+  const rf = await full.run();
+  assert.equal(rf.state.stopped, 'done');
+  assert.equal(rf.losses.length, 12);
+  assert.ok(rf.losses[11] < rf.losses[0], `loss did not fall: ${rf.losses[0]} -> ${rf.losses[11]}`);
+
+  const first = setup(b, { stopAfter: 5 });
+  const r1 = await first.run();
+  assert.equal(r1.state.stopped, 'interrupted');
+  assert.equal(r1.losses.length, 5);
+  assert.ok(existsSync(join(b, 'checkpoint', 'model', 'model.safetensors')));
+  assert.ok(!readdirSync(b).some((f) => f.includes('.tmp-')), 'temporary checkpoint folder left behind');
+  first.enc.dispose();
+  // A fresh process would build everything anew: a new model from the same config, then resume.
+  const second = setup(b);
+  const r2 = await second.run();
+  assert.equal(r2.state.stopped, 'done');
+  assert.deepEqual([...r1.losses, ...r2.losses], rf.losses, 'resumed losses differ from the uninterrupted run');
+  assert.deepEqual(r2.validation, rf.validation.filter((v) => v.step > 5));
+  for (const p of second.enc.model.parameters())
+    assert.deepEqual(second.enc.model.getParameter(p.name), full.enc.model.getParameter(p.name), p.name);
+
+  const log = readFileSync(join(b, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(log.filter((e) => e.type === 'step').length, 12);
+  assert.ok(log.filter((e) => e.type === 'validation').length >= 3);
+  assert.ok(existsSync(join(b, 'best', 'config.json')), 'best model not saved');
+
+  const other = setup(b, { runKey: 'k2' });
+  await assert.rejects(other.run(), /belongs to a run with other settings/);
+  for (const x of [full, second, other]) x.enc.dispose();
+});
