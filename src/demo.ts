@@ -10,6 +10,7 @@
 import { Encoder } from './encoder.ts';
 import { ContrastiveTrainer } from './trainer.ts';
 import type { NativeModelConfig, TokenBatch } from './native.ts';
+import { mulberry32 } from './rng.ts';
 
 export interface DemoOptions {
   steps: number;
@@ -21,22 +22,11 @@ export interface DemoOptions {
 
 const CLS = 2, SEP = 3, FIRST = 5, WORDS = 400;
 
-// Small deterministic PRNG (mulberry32): the demo's numbers are reproducible for a seed.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function makePairs(n: number, seed: number): { queries: number[][]; passages: number[][] } {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const dict = Array.from({ length: WORDS }, (_, i) => i);  // fixed permutation: language A word i -> B word dict[i]
-  const dr = rng(12345);
+  const dr = mulberry32(12345);
   for (let i = WORDS - 1; i > 0; i--) {
     const j = Math.floor(dr() * (i + 1));
     [dict[i], dict[j]] = [dict[j], dict[i]];

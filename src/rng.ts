@@ -1,0 +1,12 @@
+// Small deterministic PRNG (mulberry32) for synthetic data: the same seed gives the same numbers on
+// every machine and Node version (Math.random cannot be seeded). Not for anything cryptographic.
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
