@@ -4,6 +4,8 @@ import { hideBin } from 'yargs/helpers';
 import { native } from './native.ts';
 import { runDemo } from './demo.ts';
 import { runEncode } from './encode-command.ts';
+import { resolveTrainConfig, trainOptions } from './train-config.ts';
+import { runTrain } from './train-command.ts';
 
 await yargs(hideBin(process.argv))
   .scriptName('xlir')
@@ -39,10 +41,15 @@ await yargs(hideBin(process.argv))
         maxLength: a['max-length'], prefix: a.prefix, batchSize: a['batch-size'], precision: a.precision, device: a.device,
       });
     })
+  .command('train', 'train a dual encoder on JSONL retrieval pairs with hybrid (or mono, X-Y, multilingual) batches; resumes an interrupted run in --out',
+    (y) => trainOptions(y),
+    async (a) => {
+      await runTrain(resolveTrainConfig(a));
+    })
   .command('info', 'print the engine build (version, threads, instruction set, CUDA availability)', {}, () => {
     console.log(JSON.stringify(native().info(), null, 2));
   })
-  .demandCommand(1, 'name a command: demo, encode, info')
+  .demandCommand(1, 'name a command: demo, train, encode, info')
   .strict()
   .help()
   .fail((msg, err, y) => {

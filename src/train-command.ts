@@ -1,0 +1,222 @@
+// `xlir train`: JSONL data -> validation split -> token cache -> batch sampler -> gradient-cached
+// InfoNCE training loop -> the selected model in the Hugging Face / sentence-transformers layout.
+//
+// Run folder (--out):
+//   run.json        the resolved configuration, seed, xlir version, data report; updated at the end
+//   data-report.json what the reader kept, skipped (with counts and examples) and held out
+//   log.jsonl       every step and validation (train-loop.ts)
+//   checkpoint/     model + optimizer + sampler + counters, written atomically; rerunning resumes
+//   best/           the model with the lowest validation loss so far
+//   model/          the selected model: best/ when validation ran, else the last weights
+//   tokenizer.json  when built from a vocab.txt
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { Encoder, checkDevice } from './encoder.ts';
+import { native, type NativeModelConfig } from './native.ts';
+import { ContrastiveTrainer } from './trainer.ts';
+import { tokenizeAll, type TokenStore } from './token-cache.ts';
+import { assembleBatch, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
+import { readTrainingData, type BitextRecord, type ReadReport, type TrainingRecord } from './data/format.ts';
+import { BatchSampler, type SamplerOptions } from './sampler.ts';
+import { buildWordPieceTokenizerJson, TextTokenizer } from './tokenizer.ts';
+import { SCRATCH_SIZES, type TrainConfig } from './train-config.ts';
+
+export interface TrainSummary {
+  out: string;
+  modelDir: string;
+  steps: number;
+  result: LoopResult;
+}
+
+/** Records and bitext of one split, tokenized. */
+interface Split {
+  records: TrainingRecord[];
+  bitext: BitextRecord[];
+  data: TokenizedData;
+}
+
+function writeJsonAtomic(path: string, v: unknown): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(v, null, 1) + '\n');
+  renameSync(tmp, path);
+}
+
+/** Seeded, order-independent assignment of whole groups to validation (a translation never leaks). */
+export function isValidationGroup(group: string, seed: number, fraction: number): boolean {
+  if (fraction <= 0) return false;
+  const h = createHash('sha256').update(`${seed}\u0000${group}`).digest();
+  return h.readUInt32LE(0) / 2 ** 32 < fraction;
+}
+
+function summarizeReport(r: ReadReport): string {
+  const skipped = Object.entries(r.skipped).filter(([, v]) => v.count > 0).map(([k, v]) => `${k} ${v.count}`);
+  const warned = Object.entries(r.warnings).filter(([, v]) => v.count > 0).map(([k, v]) => `${k} ${v.count}`);
+  const langs = Object.entries(r.kept.byLanguage).map(([k, v]) => `${k} ${v}`).join(', ');
+  return `read ${r.lines} lines from ${r.files.length} file(s): kept ${r.kept.records} pairs and ${r.kept.bitext} bitext sentences (${langs})` +
+    (r.heldOut.records + r.heldOut.bitext ? `; held out ${r.heldOut.records + r.heldOut.bitext} (${Object.keys(r.heldOut.byLanguage).join(' ')})` : '') +
+    (skipped.length ? `; skipped ${r.skippedTotal}: ${skipped.join(', ')}` : '') +
+    (warned.length ? `; warnings: ${warned.join(', ')}` : '') +
+    (r.skippedTotal || warned.length ? ' (details in data-report.json)' : '');
+}
+
+function scratchConfig(c: TrainConfig, tok: TextTokenizer): NativeModelConfig {
+  const size = SCRATCH_SIZES[c.scratch!];
+  const roberta = c.arch === 'roberta';
+  if (tok.padId < 0) throw new Error(`${c.tokenizer}: the tokenizer has no padding token ([PAD] or <pad>)`);
+  const pooling = c.pooling ?? 'mean';
+  return {
+    arch: c.arch, vocabSize: tok.vocabSize, ...size,
+    // RoBERTa's position ids start after padding_idx, hence 2 more positions for 512 tokens.
+    maxPositions: roberta ? 514 : 512, typeVocabSize: roberta ? 1 : 2, layerNormEps: roberta ? 1e-5 : 1e-12,
+    padTokenId: tok.padId, hiddenDropout: 0.1, attentionDropout: 0.1, pooling, hasPooler: pooling === 'pooler',
+    normalize: true, seed: c.seed,
+  };
+}
+
+function openEncoder(c: TrainConfig, log: (s: string) => void): Encoder {
+  if (c.model) {
+    const enc = Encoder.load(c.model, { precision: c.precision, device: c.device, pooling: c.pooling, seed: c.seed });
+    if (!enc.tokenizer) throw new Error(`${c.model}: no tokenizer.json in the model folder (needed to tokenize the training data)`);
+    log(`model: ${c.model} (${enc.config.arch}, ${enc.config.numLayers} layers, hidden ${enc.config.hiddenSize}, pooling ${enc.config.pooling})`);
+    return enc;
+  }
+  let tokPath = c.tokenizer!;
+  if (/\.txt$/i.test(tokPath)) {
+    const built = join(c.out, 'tokenizer.json');
+    writeFileSync(built, JSON.stringify(buildWordPieceTokenizerJson(tokPath, { lowercase: c.lowercase })));
+    log(`tokenizer: WordPiece built from ${tokPath} -> ${built}`);
+    tokPath = built;
+  }
+  const cfg = scratchConfig(c, TextTokenizer.fromFile(tokPath));
+  log(`model: random ${c.scratch} ${c.arch} (${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocabulary ${cfg.vocabSize}), seed ${c.seed}`);
+  return Encoder.create(cfg, { tokenizerPath: tokPath, precision: c.precision });
+}
+
+async function tokenizeSplit(records: TrainingRecord[], bitext: BitextRecord[], c: TrainConfig, tokenizerPath: string): Promise<TokenizedData> {
+  // Query store: the records' queries, then the bitext sentences (the alignment term's texts, which
+  // play the role of queries: short, prefixed alike). Passage store: positives, then negatives.
+  const queryTexts = [...records.map((r) => r.query), ...bitext.map((b) => b.text)];
+  const passageTexts = records.map((r) => r.positive);
+  const negatives = records.map((r) => {
+    const at = passageTexts.length;
+    for (const n of r.negatives ?? []) passageTexts.push(n);
+    return Int32Array.from({ length: r.negatives?.length ?? 0 }, (_, k) => at + k);
+  });
+  const common = { tokenizerPath, cacheDir: c.cacheDir };
+  const queries: TokenStore = await tokenizeAll(queryTexts, { ...common, maxLength: c.maxQueryLength, prefix: c.queryPrefix });
+  const passages: TokenStore = await tokenizeAll(passageTexts, { ...common, maxLength: c.maxPassageLength, prefix: c.passagePrefix });
+  return { queries, passages, negatives };
+}
+
+export function samplerOptions(c: TrainConfig, seed: number, batchSize = c.batchSize): SamplerOptions {
+  return {
+    batchSize, seed, mode: c.batching, alpha: c.alpha, multilingualFraction: c.multilingualFraction,
+    languageTemperature: c.languageTemperature, heldOutLanguages: c.heldOutLanguages,
+    alignmentPairs: c.alignmentWeight > 0 ? (c.alignmentPairs || c.batchSize) : 0,
+  };
+}
+
+const items = (s: { records: TrainingRecord[]; bitext: BitextRecord[] }) => ({
+  records: s.records.map(({ group, lang, dataset }) => ({ group, lang, dataset })),
+  bitext: s.bitext.map(({ group, lang, dataset }) => ({ group, lang, dataset })),
+});
+
+export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<TrainSummary> {
+  checkDevice(c.device);
+  if (c.threads) native().setNumThreads(c.threads);
+  if (c.overwrite) rmSync(c.out, { recursive: true, force: true });
+  mkdirSync(c.out, { recursive: true });
+  const version = native().info().version;
+
+  // Data: held-out languages never reach the sampler; validation takes whole groups.
+  const all = await readTrainingData(c.data, { heldOutLanguages: c.heldOutLanguages });
+  log(summarizeReport(all.report));
+  const reports: Record<string, ReadReport> = { train: all.report };
+  let train: Omit<Split, 'data'>, val: Omit<Split, 'data'>;
+  if (c.validation.length) {
+    const v = await readTrainingData(c.validation, { heldOutLanguages: c.heldOutLanguages });
+    log(`validation: ${summarizeReport(v.report)}`);
+    reports.validation = v.report;
+    train = all;
+    val = v;
+  } else {
+    const inVal = (g: string) => isValidationGroup(g, c.seed, c.validationFraction);
+    train = { records: all.records.filter((r) => !inVal(r.group)), bitext: all.bitext.filter((b) => !inVal(b.group)) };
+    val = { records: all.records.filter((r) => inVal(r.group)), bitext: all.bitext.filter((b) => inVal(b.group)) };
+    log(`validation: ${val.records.length} pairs held out (${(c.validationFraction * 100).toFixed(1)}% of the groups, seed ${c.seed})`);
+  }
+  if (!train.records.length) throw new Error(`no training pairs left in ${c.data.join(', ')} (see ${join(c.out, 'data-report.json')})`);
+  writeJsonAtomic(join(c.out, 'data-report.json'), reports);
+
+  const enc = openEncoder(c, log);
+  try {
+    enc.model.setFrozen({ freezeWordEmbeddings: c.freezeEmbeddings, freezeLayers: c.freezeLayers });
+    const tokenizerPath = enc.tokenizerPath!;
+    const t0 = performance.now();
+    const trainData = await tokenizeSplit(train.records, train.bitext, c, tokenizerPath);
+    const valData = val.records.length ? await tokenizeSplit(val.records, val.bitext, c, tokenizerPath) : undefined;
+    log(`tokens: ${trainData.queries.ids.length + trainData.passages.ids.length} training tokens ` +
+      `(${trainData.queries.fromCache && trainData.passages.fromCache ? 'from the cache' : 'tokenized'} in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+
+    const trainItems = items(train);
+    let sampler = new BatchSampler(trainItems, samplerOptions(c, c.seed));
+    // An epoch uses each parallel group once (sampler.ts), so it is groups / batch size batches.
+    const batchesPerEpoch = Math.max(1, Math.floor(new Set(train.records.map((r) => `${r.dataset}\u0000${r.group}`)).size / c.batchSize));
+    const steps = c.steps || Math.max(1, Math.ceil(c.epochs * batchesPerEpoch));
+    const warmupSteps = c.warmup < 1 ? Math.round(c.warmup * steps) : Math.round(c.warmup);
+
+    // Validation: a fixed set of batches drawn once, with the training batching, from the held-out
+    // groups; smaller than training batches when the split is small (a mono batch needs that many
+    // groups in one language), which changes the loss's scale but not its use for model selection.
+    const validation = [];
+    if (valData && c.evalEvery > 0 && c.validationBatches > 0) {
+      const perLang = new Map<string, number>();
+      for (const r of val.records) perLang.set(r.lang, (perLang.get(r.lang) ?? 0) + 1);
+      const vb = Math.min(c.batchSize, ...perLang.values());
+      if (vb < 2) log(`validation: too few held-out groups for a batch (${val.records.length} pairs); no validation`);
+      else {
+        const vs = new BatchSampler(items(val), samplerOptions(c, c.seed + 1, vb));
+        for (let i = 0; i < c.validationBatches; i++) validation.push(assembleBatch(vs.next(), valData, c.hardNegatives));
+        if (vb < c.batchSize) log(`validation: batches of ${vb} (the smallest language of the held-out groups)`);
+      }
+    }
+
+    const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm },
+      { scale: 1 / c.temperature, symmetric: c.symmetric, alignmentWeight: c.alignmentWeight }, c.subBatchSize);
+    // Everything that defines the run's numbers; a checkpoint of another run is refused on resume.
+    const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, ...defining } = c;
+    const key = runKey({ defining, steps, train: [trainData.queries.key, trainData.passages.key], val: valData && [valData.queries.key, valData.passages.key] });
+    const run = { xlir: version, seed: c.seed, runKey: key, steps, warmupSteps, config: c, started: new Date().toISOString() };
+    writeJsonAtomic(join(c.out, 'run.json'), run);
+    log(`training: ${steps} steps of ${c.batchSize} (${c.batching}${c.batching === 'hybrid' ? `, alpha ${c.alpha}` : ''}), ` +
+      `${batchesPerEpoch} batches per epoch, ${validation.length} validation batches, seed ${c.seed}`);
+
+    const result = await trainLoop(trainer, sampler, trainData, validation, {
+      outDir: c.out, steps, warmupSteps, lr: c.lr, seed: c.seed, hardNegatives: c.hardNegatives, evalEvery: validation.length ? c.evalEvery : 0,
+      patience: c.patience, checkpointEvery: c.checkpointEvery, runKey: key, log,
+    }, (state) => (sampler = BatchSampler.restore(trainItems, samplerOptions(c, c.seed), state)));
+
+    const modelDir = join(c.out, 'model');
+    if (result.state.stopped !== 'interrupted') {
+      const tmp = `${modelDir}.tmp-${process.pid}`;
+      rmSync(tmp, { recursive: true, force: true });
+      if (existsSync(join(c.out, 'best'))) cpSync(join(c.out, 'best'), tmp, { recursive: true });
+      else enc.save(tmp);
+      rmSync(modelDir, { recursive: true, force: true });
+      renameSync(tmp, modelDir);
+      const v = result.validation.map((x) => x.loss);
+      log(`saved ${modelDir} (${existsSync(join(c.out, 'best')) ? `best validation loss ${result.state.bestLoss?.toFixed(4)} at step ${result.state.bestStep}` : 'last step'})` +
+        (v.length ? `; validation loss ${v[0].toFixed(4)} -> ${v[v.length - 1].toFixed(4)}` : '') +
+        `; engine waited ${result.dataWaitMs.toFixed(0)} ms for data in ${(result.engineMs / 1000).toFixed(1)} s of steps`);
+    }
+    const prev = JSON.parse(readFileSync(join(c.out, 'run.json'), 'utf8'));
+    writeJsonAtomic(join(c.out, 'run.json'), {
+      ...prev, finished: new Date().toISOString(), state: result.state, validation: result.validation,
+      dataWaitMs: result.dataWaitMs, engineMs: result.engineMs,
+    });
+    return { out: c.out, modelDir, steps, result };
+  } finally {
+    enc.dispose();
+  }
+}

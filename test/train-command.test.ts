@@ -1,0 +1,107 @@
+// `xlir train` end to end on synthetic multilingual pairs: config file + flag overrides, a falling
+// validation loss, the run folder's contents, a model that loads back, a changed run refused.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseTrainArgs } from '../src/train-config.ts';
+import { runTrain } from '../src/train-command.ts';
+import { Encoder } from '../src/encoder.ts';
+import { mulberry32 } from '../src/rng.ts';
+
+const LANGS = ['en', 'de', 'sw'];
+const WORDS = 120;
+
+// A vocabulary of per-language words ("en17", "de17", ...): word k means the same in every language,
+// so translations exist and cross-lingual batches have something to learn.
+function makeData(dir: string, groups: number): { data: string; vocab: string } {
+  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'];
+  for (const l of LANGS) for (let k = 0; k < WORDS; k++) vocab.push(`${l}${k}`);
+  const r = mulberry32(7);
+  const lines: string[] = [];
+  for (let g = 0; g < groups; g++) {
+    const words = Array.from({ length: 4 + Math.floor(r() * 4) }, () => Math.floor(r() * WORDS));
+    const extra = Array.from({ length: 3 }, () => Math.floor(r() * WORDS));
+    for (const l of LANGS) {
+      const q = words.map((k) => `${l}${k}`).join(' ');
+      const p = [...words, ...extra].reverse().map((k) => `${l}${k}`).join(' ');
+      lines.push(JSON.stringify({ group: `g${g}`, lang: l, dataset: 'synthetic', query: q, positive: p }));
+    }
+  }
+  writeFileSync(join(dir, 'train.jsonl'), lines.join('\n') + '\n');
+  writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n');
+  return { data: join(dir, 'train.jsonl'), vocab: join(dir, 'vocab.txt') };
+}
+
+test('config file values are overridden by flags; bad values name the option', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-cfg-'));
+  writeFileSync(join(dir, 'c.yaml'), 'data: [a.jsonl]\nout: run\nscratch: tiny\ntokenizer: v.txt\nbatch-size: 12\nalpha: 0.3\nlr: 1e-4\n');
+  const c = await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--lr', '2e-4', '--held-out-languages', 'el', 'vi']);
+  assert.equal(c.batchSize, 12);
+  assert.equal(c.alpha, 0.3);
+  assert.equal(c.lr, 2e-4, 'the flag overrides the file');
+  assert.deepEqual(c.heldOutLanguages, ['el', 'vi']);
+  assert.equal(c.temperature, 0.05, 'METHOD.md default');
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ data: ['a.jsonl'], out: 'o', model: 'm', alpha: 1.5 }));
+  await assert.rejects(parseTrainArgs(['--config', join(dir, 'c.json')]), /--alpha must be in \[0, 1\], got 1.5/);
+  await assert.rejects(parseTrainArgs(['--data', 'a', '--out', 'o']), /exactly one of --model DIR .* or --scratch/);
+  writeFileSync(join(dir, 'bad.yaml'), 'data: [a\n');
+  await assert.rejects(parseTrainArgs(['--config', join(dir, 'bad.yaml')]), /bad\.yaml: not valid YAML/);
+});
+
+test('xlir train: hybrid batches on synthetic pairs, falling validation loss, a model that loads back', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-train-'));
+  const { data, vocab } = makeData(dir, 90);
+  const out = join(dir, 'run');
+  const args = ['--data', data, '--out', out, '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '8', '--steps', '40',
+    '--lr', '1e-3', '--eval-every', '10', '--validation-fraction', '0.2', '--validation-batches', '3', '--max-passage-length', '24',
+    '--cache-dir', join(dir, 'cache'), '--seed', '3', '--sub-batch-size', '10'];
+  const logs: string[] = [];
+  const r = await runTrain(await parseTrainArgs(args), (s) => logs.push(s));
+  assert.equal(r.result.state.stopped, 'done');
+  const v = r.result.validation.map((x) => x.loss);
+  assert.equal(v.length, 4);
+  assert.ok(v[v.length - 1] < v[0] - 0.05, `validation loss did not fall: ${v.join(' ')}`);
+  for (const f of ['run.json', 'data-report.json', 'log.jsonl', 'checkpoint/state.json', 'best/config.json', 'model/config.json', 'tokenizer.json'])
+    assert.ok(existsSync(join(out, f)), `${f} missing from the run folder`);
+  const run = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+  assert.equal(run.seed, 3);
+  assert.equal(run.config.batching, 'hybrid');
+  assert.equal(typeof run.xlir, 'string');
+  assert.equal(run.state.step, 40);
+  const steps = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
+  assert.equal(steps.length, 40);
+
+  // The selected model is the best validation one, and it loads with its tokenizer.
+  const enc = Encoder.load(join(out, 'model'));
+  try {
+    const e = await enc.encodeTexts(['Query: en1 en2 en3'], { maxLength: 16 });
+    assert.equal(e.length, enc.embeddingDim);
+    assert.ok(Math.abs(e.reduce((s, x) => s + x * x, 0) - 1) < 1e-4, 'embeddings are L2-normalised');
+  } finally {
+    enc.dispose();
+  }
+
+  // Same folder, other settings: refused rather than silently mixing two runs.
+  await assert.rejects(runTrain(await parseTrainArgs([...args, '--alpha', '0.7']), () => {}), /belongs to a run with other settings/);
+  // Same settings: the finished run is recognised, nothing is retrained.
+  const again = await runTrain(await parseTrainArgs(args), (s) => logs.push(s));
+  assert.equal(again.result.losses.length, 0);
+  assert.ok(logs.some((l) => /already finished/.test(l)));
+});
+
+test('xlir train: held-out languages are absent from training; empty data is an error naming the file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-train-'));
+  const { data, vocab } = makeData(dir, 40);
+  const base = ['--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6', '--steps', '2', '--eval-every', '0',
+    '--cache-dir', join(dir, 'cache'), '--held-out-languages', 'sw'];
+  const logs: string[] = [];
+  await runTrain(await parseTrainArgs([...base, '--data', data, '--out', join(dir, 'a')]), (s) => logs.push(s));
+  const report = JSON.parse(readFileSync(join(dir, 'a', 'data-report.json'), 'utf8'));
+  assert.equal(report.train.heldOut.records, 40);
+  assert.deepEqual(Object.keys(report.train.kept.byLanguage).sort(), ['de', 'en']);
+  writeFileSync(join(dir, 'empty.jsonl'), '');
+  await assert.rejects(runTrain(await parseTrainArgs([...base, '--out', join(dir, 'b'), '--data', join(dir, 'empty.jsonl')]), () => {}),
+    /empty\.jsonl/);
+});
