@@ -6,6 +6,7 @@ import { runDemo } from './demo.ts';
 import { runEncode } from './encode-command.ts';
 import { resolveTrainConfig, trainOptions } from './train-config.ts';
 import { runTrain } from './train-command.ts';
+import { convertCommands } from './convert-command.ts';
 
 await yargs(hideBin(process.argv))
   .scriptName('xlir')
@@ -46,10 +47,11 @@ await yargs(hideBin(process.argv))
     async (a) => {
       await runTrain(resolveTrainConfig(a));
     })
+  .command('convert', 'convert XQuAD-R/MLQA-R, TyDi QA or bitext into the training JSONL format', (y) => convertCommands(y))
   .command('info', 'print the engine build (version, threads, instruction set, CUDA availability)', {}, () => {
     console.log(JSON.stringify(native().info(), null, 2));
   })
-  .demandCommand(1, 'name a command: demo, train, encode, info')
+  .demandCommand(1, 'name a command: demo, train, convert, encode, info')
   .strict()
   .help()
   .fail((msg, err, y) => {
