@@ -14,7 +14,8 @@
         "native/pooling.cc",
         "native/infonce.cc",
         "native/adamw.cc",
-        "native/model.cc"
+        "native/model.cc",
+        "native/search.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

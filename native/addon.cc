@@ -18,6 +18,7 @@
 #include "adamw.h"
 #include "infonce.h"
 #include "model.h"
+#include "search.h"
 
 using namespace xlir;
 
@@ -519,6 +520,109 @@ Napi::Value InfoNCE(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// Exact inner-product search (native/search.h), off the JavaScript thread. Every error, bad
+// arguments included, rejects the returned promise. The inputs are read in place and the outputs
+// are allocated here and written by the worker, so nothing is copied; the caller must not modify
+// (or transfer) the input arrays before the promise settles.
+Napi::Value rejected(Napi::Env env, const std::string& msg) {
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Reject(Napi::Error::New(env, msg).Value());
+  return d.Promise();
+}
+
+struct SearchInputs {
+  Napi::Float32Array q, c;
+  int64_t nq = 0, nc = 0, d = 0;
+};
+
+// (queries: Float32Array, corpus: Float32Array, dim: number): lengths must be multiples of dim.
+SearchInputs parse_search_inputs(const Napi::CallbackInfo& info, const std::string& fn) {
+  Napi::Env env = info.Env();
+  SearchInputs s;
+  s.q = typed<float, napi_float32_array>(env, info[0], fn + ": queries", "Float32Array");
+  s.c = typed<float, napi_float32_array>(env, info[1], fn + ": corpus", "Float32Array");
+  const double dim = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0;
+  if (!(dim >= 1) || dim != std::floor(dim) || dim > 1e9)
+    throw_js(env, fn + ": dim must be a positive integer, got " + info[2].ToString().Utf8Value());
+  s.d = int64_t(dim);
+  const int64_t lq = int64_t(s.q.ElementLength()), lc = int64_t(s.c.ElementLength());
+  if (lq % s.d != 0 || lc % s.d != 0)
+    throw_js(env, fn + ": queries (" + std::to_string(lq) + " floats) and corpus (" + std::to_string(lc) +
+                      " floats) must both hold whole rows of dim = " + std::to_string(s.d) + " floats");
+  s.nq = lq / s.d;
+  s.nc = lc / s.d;
+  return s;
+}
+
+Napi::Value SearchTopK(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    SearchInputs in = parse_search_inputs(info, "searchTopK");
+    const double kd = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 0;
+    if (!(kd >= 1) || kd != std::floor(kd))
+      throw_js(env, "searchTopK: k must be a positive integer, got " + info[3].ToString().Utf8Value());
+    const int64_t k = kd > 9e15 ? int64_t(9e15) : int64_t(kd);
+    check_search_shape(in.nq, in.nc, in.d, k, "searchTopK");
+    Napi::Float32Array scores = Napi::Float32Array::New(env, size_t(in.nq * k));
+    Napi::Int32Array ids = Napi::Int32Array::New(env, size_t(in.nq * k));
+    const float *q = in.q.Data(), *c = in.c.Data();
+    float* sp = scores.Data();
+    int32_t* ip = ids.Data();
+    const int64_t nq = in.nq, nc = in.nc, d = in.d;
+    auto sref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(scores));
+    auto iref = std::make_shared<Napi::Reference<Napi::Int32Array>>(Napi::Persistent(ids));
+    PromiseWorker* w = new PromiseWorker(
+        env, [=]() { search_topk(q, nq, c, nc, d, k, sp, ip); },
+        [sref, iref](Napi::Env e) -> Napi::Value {
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("scores", sref->Value());
+          r.Set("ids", iref->Value());
+          return r;
+        },
+        []() {});
+    w->keep(in.q);
+    w->keep(in.c);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  } catch (const Napi::Error& e) {
+    return rejected(env, e.Message());
+  } catch (const std::exception& e) {
+    return rejected(env, e.what());
+  }
+}
+
+Napi::Value ScoreMatrix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    SearchInputs in = parse_search_inputs(info, "scoreMatrix");
+    const double n = double(in.nq) * double(in.nc);
+    Napi::Float32Array out;
+    try {
+      out = Napi::Float32Array::New(env, size_t(in.nq * in.nc));
+    } catch (const Napi::Error& e) {
+      throw_js(env, "scoreMatrix: could not allocate " + std::to_string(in.nq) + " x " + std::to_string(in.nc) +
+                        " scores (" + std::to_string(n * 4 / (1 << 30)) + " GiB): " + e.Message());
+    }
+    const float *q = in.q.Data(), *c = in.c.Data();
+    float* op = out.Data();
+    const int64_t nq = in.nq, nc = in.nc, d = in.d;
+    auto oref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(out));
+    PromiseWorker* w = new PromiseWorker(
+        env, [=]() { score_matrix(q, nq, c, nc, d, op); },
+        [oref](Napi::Env) -> Napi::Value { return oref->Value(); }, []() {});
+    w->keep(in.q);
+    w->keep(in.c);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  } catch (const Napi::Error& e) {
+    return rejected(env, e.Message());
+  } catch (const std::exception& e) {
+    return rejected(env, e.what());
+  }
+}
+
 // Matrix-product peak for benchmarks: seconds for `iters` products [M,K] x [K,N] through the
 // engine's own gemm (the same oneDNN path the model uses), run synchronously.
 Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
@@ -574,6 +678,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("benchGemm", Napi::Function::New(env, BenchGemm));
   exports.Set("info", Napi::Function::New(env, Info));
+  exports.Set("searchTopK", Napi::Function::New(env, SearchTopK));
+  exports.Set("scoreMatrix", Napi::Function::New(env, ScoreMatrix));
   return exports;
 }
 

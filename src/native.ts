@@ -122,6 +122,28 @@ export interface NativeAddon {
   /** Seconds for `iters` fp32-output products [M,K] x [K,N] through the engine's gemm (benchmarks). */
   benchGemm(M: number, N: number, K: number, precision: Precision, iters: number): number;
   info(): { version: string; threads: number; cuda: boolean; cudaReason: string; isa: string };
+  /**
+   * Exact top-k inner-product search (native/search.h), off the JavaScript thread: queries
+   * [nq, dim] x corpus [nc, dim], row-major fp32. Resolves with row-major [nq, k] scores and corpus
+   * row ids, best first; equal scores are ordered by lower corpus index. Scores are computed in
+   * blocks of 1024 queries x 4096 corpus rows (16 MiB) through the engine's oneDNN gemm.
+   * Every error rejects the promise: lengths that are not whole rows of dim, k < 1, k > nc (an error,
+   * not a clamp: a result always has k columns), non-finite values. The inputs are read in place:
+   * do not modify them before the promise settles.
+   */
+  searchTopK(queries: Float32Array, corpus: Float32Array, dim: number, k: number): Promise<SearchTopKResult>;
+  /**
+   * All scores, row-major [nq, nc] (e.g. average precision over a whole candidate pool), computed
+   * blockwise (1024 query rows per gemm) straight into the result. nq x nc x 4 bytes: 13k x 13k is 676 MB.
+   * Errors reject as for searchTopK.
+   */
+  scoreMatrix(queries: Float32Array, corpus: Float32Array, dim: number): Promise<Float32Array>;
+}
+
+/** searchTopK's result: row-major [nq, k]. */
+export interface SearchTopKResult {
+  scores: Float32Array;
+  ids: Int32Array;
 }
 
 function findAddon(): string {

@@ -5,6 +5,7 @@
 //    differences with respect to every parameter tensor.
 // Prints one line per check, "ok <name> ..." or "not ok <name> ...", and exits non-zero on failure.
 // test/native-ops.test.ts runs it under node's test runner.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -20,6 +21,7 @@
 #include "matmul.h"
 #include "model.h"
 #include "pooling.h"
+#include "search.h"
 
 using namespace xlir;
 using Vec = std::vector<float>;
@@ -309,6 +311,103 @@ static void test_model(bool roberta, Pooling pooling, int64_t dense, bool normal
   report(std::string(tag) + " all parameters vs finite differences (worst: " + worst_name + ")", worst, 2e-2);
 }
 
+// Exact search (search.h): the blocked oneDNN top-k against the reference (double sums, full sort).
+// Gaussian data: scores may differ by fp32 summation order (relative ~1e-6 here), so ids are
+// compared wherever the reference's neighbouring scores are more than 1e-4 apart: the worst-case
+// fp32 summation error, d 2^-24 sum|q_i c_i|, is ~7e-5 for these 40-term sums of N(0,1) products
+// (sum|q_i c_i| ~ 30), the typical one ~1e-6, so an order decided by a larger gap cannot flip.
+// Integer-valued data in {-1, 0, 1}: every product and partial sum is exact in fp32 whatever the
+// order, so scores tie exactly, and ids (ties broken by lower corpus index) must match exactly.
+static void test_search() {
+  std::mt19937 rng(11);
+  const SearchBlocks small{16, 256}, dflt{};
+  {
+    const int64_t nq = 37, nc = 5000, d = 40, k = 10;
+    Vec Q = randn(size_t(nq * d), rng), C = randn(size_t(nc * d), rng);
+    Vec rs(size_t(nq * (k + 1)));
+    std::vector<int32_t> ri(size_t(nq * (k + 1)));
+    search_topk_reference(Q.data(), nq, C.data(), nc, d, k + 1, rs.data(), ri.data());
+    for (const SearchBlocks* b : {&small, &dflt}) {
+      Vec fs(size_t(nq * k)), want(size_t(nq * k));
+      std::vector<int32_t> fi(size_t(nq * k));
+      search_topk(Q.data(), nq, C.data(), nc, d, k, fs.data(), fi.data(), *b);
+      int64_t checked = 0, wrong = 0;
+      for (int64_t q = 0; q < nq; q++)
+        for (int64_t r = 0; r < k; r++) {
+          const float* row = &rs[size_t(q * (k + 1))];
+          want[size_t(q * k + r)] = row[r];
+          const bool clear = (r == 0 || row[r - 1] - row[r] > 1e-4f) && row[r] - row[r + 1] > 1e-4f;
+          if (!clear) continue;
+          checked++;
+          if (fi[size_t(q * k + r)] != ri[size_t(q * (k + 1) + r)]) wrong++;
+        }
+      char name[160];
+      std::snprintf(name, sizeof name, "search_topk gaussian %ldx%ldx%ld k=%ld blocks=%ldx%ld", long(nq), long(nc),
+                    long(d), long(k), long(b->queries), long(b->corpus));
+      report(std::string(name) + " scores vs reference", rel_err(fs, want), 1e-5);
+      report(std::string(name) + " ids vs reference at " + std::to_string(checked) + " unambiguous ranks (mismatches)",
+             double(wrong), 0);
+    }
+  }
+  auto ints = [&](size_t n) {
+    std::uniform_int_distribution<int> u(-1, 1);
+    Vec v(n);
+    for (auto& x : v) x = float(u(rng));
+    return v;
+  };
+  struct TieCase { int64_t nq, nc, d, k; };
+  for (const TieCase& c : {TieCase{21, 3000, 8, 25}, TieCase{5, 50, 4, 50}, TieCase{3, 10, 3, 1}}) {
+    Vec Q = ints(size_t(c.nq * c.d)), C = ints(size_t(c.nc * c.d));
+    for (int64_t j = 0; j + 1 < c.nc; j += 7) std::copy_n(&C[size_t(j * c.d)], c.d, &C[size_t((j + 1) * c.d)]);  // duplicates
+    Vec rs(size_t(c.nq * c.k));
+    std::vector<int32_t> ri(size_t(c.nq * c.k));
+    search_topk_reference(Q.data(), c.nq, C.data(), c.nc, c.d, c.k, rs.data(), ri.data());
+    for (int variant = 0; variant < 3; variant++) {
+      Vec fs(size_t(c.nq * c.k));
+      std::vector<int32_t> fi(size_t(c.nq * c.k));
+      const SearchBlocks blk = variant == 0 ? SearchBlocks{7, 100} : dflt;
+      if (variant == 2) set_gemm_path(GemmPath::Reference);
+      search_topk(Q.data(), c.nq, C.data(), c.nc, c.d, c.k, fs.data(), fi.data(), blk);
+      set_gemm_path(GemmPath::OneDNN);
+      int64_t wrong = 0;
+      for (size_t i = 0; i < fi.size(); i++) wrong += fi[i] != ri[i] || fs[i] != rs[i];
+      char name[192];
+      std::snprintf(name, sizeof name, "search_topk ties %ldx%ldx%ld k=%ld %s: ids and scores equal the reference (mismatches)",
+                    long(c.nq), long(c.nc), long(c.d), long(c.k),
+                    variant == 0 ? "blocks=7x100" : variant == 1 ? "default blocks" : "reference gemm path");
+      report(name, double(wrong), 0);
+    }
+  }
+  {
+    const int64_t nq = 45, nc = 700, d = 33;
+    Vec Q = randn(size_t(nq * d), rng), C = randn(size_t(nc * d), rng), ref(size_t(nq * nc));
+    score_matrix_reference(Q.data(), nq, C.data(), nc, d, ref.data());
+    for (const SearchBlocks* b : {&small, &dflt}) {
+      Vec out(size_t(nq * nc), -1.f);
+      score_matrix(Q.data(), nq, C.data(), nc, d, out.data(), *b);
+      report("score_matrix 45x700x33 query block " + std::to_string(b->queries) + " vs reference", rel_err(out, ref), 1e-5);
+    }
+  }
+  {
+    auto throws = [](const std::function<void()>& f, const char* needle) {
+      try {
+        f();
+      } catch (const Error& e) {
+        return std::string(e.what()).find(needle) != std::string::npos ? 0.0 : 2.0;
+      }
+      return 1.0;
+    };
+    Vec Q(6, 1.f), C(12, 1.f), s(12);
+    std::vector<int32_t> i(12);
+    report("search_topk rejects k > corpus size",
+           throws([&] { search_topk(Q.data(), 2, C.data(), 4, 3, 5, s.data(), i.data()); }, "exceeds the corpus size"), 0);
+    report("search_topk rejects k < 1", throws([&] { search_topk(Q.data(), 2, C.data(), 4, 3, 0, s.data(), i.data()); }, "k must be"), 0);
+    C[7] = std::nanf("");
+    report("search_topk rejects NaN (names row 2, column 1)",
+           throws([&] { search_topk(Q.data(), 2, C.data(), 4, 3, 2, s.data(), i.data()); }, "at row 2, column 1"), 0);
+  }
+}
+
 int main() {
   test_gemm();
   test_layernorm();
@@ -317,6 +416,7 @@ int main() {
   test_attention(0.3f);
   test_pooling();
   test_infonce();
+  test_search();
   test_model(false, Pooling::Pooler, 0, true, 0.f);
   test_model(false, Pooling::CLS, 12, true, 0.2f);
   test_model(true, Pooling::Mean, 0, true, 0.2f);
