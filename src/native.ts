@@ -134,8 +134,9 @@ export interface NativeAddon {
   searchTopK(queries: Float32Array, corpus: Float32Array, dim: number, k: number): Promise<SearchTopKResult>;
   /**
    * All scores, row-major [nq, nc] (e.g. average precision over a whole candidate pool), computed
-   * blockwise (1024 query rows per gemm) straight into the result. nq x nc x 4 bytes: 13k x 13k is 676 MB.
-   * Errors reject as for searchTopK.
+   * blockwise (1024 query rows per gemm) straight into the result. nq x nc x 4 bytes: 13k x 13k is 676 MB
+   * (and a fresh buffer of that size costs the kernel about as much as the product to map in): to
+   * bound memory, call it per block of queries (queries.subarray). Errors reject as for searchTopK.
    */
   scoreMatrix(queries: Float32Array, corpus: Float32Array, dim: number): Promise<Float32Array>;
 }
