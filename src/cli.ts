@@ -7,6 +7,7 @@ import { runEncode } from './encode-command.ts';
 import { resolveTrainConfig, trainOptions } from './train-config.ts';
 import { runTrain } from './train-command.ts';
 import { convertCommands } from './convert-command.ts';
+import { evalOptions, runCompare, runEval } from './eval-command.ts';
 
 await yargs(hideBin(process.argv))
   .scriptName('xlir')
@@ -48,10 +49,22 @@ await yargs(hideBin(process.argv))
       await runTrain(resolveTrainConfig(a));
     })
   .command('convert', 'convert XQuAD-R/MLQA-R, TyDi QA or bitext into the training JSONL format', (y) => convertCommands(y))
+  .command('eval', 'evaluate a model: LAReQA protocol (XQuAD-R, MLQA-R: mono / cross / multilingual mAP, R@k, rank distance) or TREC (nDCG@10, Recall@100)',
+    (y) => evalOptions(y),
+    async (a) => {
+      await runEval(a);
+    })
+  .command('compare <results..>', 'side-by-side table of several xlir eval results (result.json files or their folders), with differences to the first',
+    (y) => y
+      .positional('results', { type: 'string', array: true, demandOption: true })
+      .option('out', { type: 'string', describe: 'also write the table to this Markdown file' }),
+    async (a) => {
+      console.log(await runCompare(a.results as string[], a.out));
+    })
   .command('info', 'print the engine build (version, threads, instruction set, CUDA availability)', {}, () => {
     console.log(JSON.stringify(native().info(), null, 2));
   })
-  .demandCommand(1, 'name a command: demo, train, convert, encode, info')
+  .demandCommand(1, 'name a command: demo, train, convert, eval, compare, encode, info')
   .strict()
   .help()
   .fail((msg, err, y) => {

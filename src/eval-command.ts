@@ -1,0 +1,95 @@
+// `xlir eval` and `xlir compare`: evaluate a model on a LAReQA set (XQuAD-R, MLQA-R) or a
+// TREC/BEIR-style collection (MIRACL), and put several result files side by side. The protocol is
+// in src/eval/, the report in src/report/; this module maps flags onto them.
+import { mkdirSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { Argv } from 'yargs';
+import { Encoder } from './encoder.ts';
+import { native } from './native.ts';
+import { evaluateLareqa } from './eval/lareqa-eval.ts';
+import { evaluateTrec } from './eval/trec-eval-command.ts';
+import { writeReport } from './report/write.ts';
+import { compareResults, readResult } from './report/compare.ts';
+import { writeFileAtomic } from './report/write.ts';
+
+export function evalOptions<T>(y: Argv<T>) {
+  return y
+    .option('bench', { choices: ['xquad-r', 'mlqa-r', 'lareqa', 'trec'] as const, demandOption: true, describe: 'xquad-r / mlqa-r / lareqa: LAReQA protocol on a folder of <lang>.json; trec: topics + qrels + corpus (MIRACL, BEIR)' })
+    .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face or sentence-transformers folder (e.g. the model/ of an xlir train run)' })
+    .option('data', { type: 'string', describe: 'LAReQA folder of <lang>.json files' })
+    .option('out', { type: 'string', describe: 'result folder (default: eval/<bench>-<model folder name>)' })
+    .option('languages', { type: 'string', array: true, describe: 'LAReQA: evaluate only these languages' })
+    .option('articles', { choices: ['all', 'test', 'train'] as const, default: 'all' as const, describe: 'LAReQA: evaluate all articles, or one side of the article split used by `xlir convert lareqa --split`' })
+    .option('test-fraction', { type: 'number', default: 0.5, describe: 'article split: fraction on the test side' })
+    .option('split-seed', { type: 'number', default: 0, describe: 'article split: seed' })
+    .option('context', { choices: ['paragraph', 'none'] as const, default: 'paragraph' as const, describe: 'LAReQA candidate text: sentence + paragraph, or the sentence alone' })
+    .option('zero-shot', { type: 'string', array: true, default: [], describe: 'languages held out of training: reported as a group beside the seen ones' })
+    .option('low-resource', { type: 'string', array: true, default: [], describe: 'languages reported as a low-resource group' })
+    .option('topics', { type: 'string', describe: 'trec: topics TSV (qid TAB query)' })
+    .option('qrels', { type: 'string', describe: 'trec: qrels (qid Q0 docid rel)' })
+    .option('corpus', { type: 'string', describe: 'trec: corpus JSONL (docid or _id, title, text)' })
+    .option('backend', { type: 'string', default: 'exact', describe: "trec: 'exact' (the engine), or a FAISS factory string, e.g. Flat, HNSW32, IVF256,PQ16" })
+    .option('depth', { type: 'number', default: 1000, describe: 'trec: hits per query in the run (trec_eval -M)' })
+    .option('max-query-length', { type: 'number', default: 64, describe: 'tokens per query' })
+    .option('max-passage-length', { type: 'number', default: 256, describe: 'tokens per candidate or document' })
+    .option('query-prefix', { type: 'string', default: 'Query: ' })
+    .option('passage-prefix', { type: 'string', default: 'Passage: ' })
+    .option('batch-size', { type: 'number', default: 64, describe: 'texts per engine call' })
+    .option('precision', { choices: ['fp32', 'bf16'] as const, default: 'fp32' as const })
+    .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
+    .option('seed', { type: 'number', default: 0, describe: 'recorded with the result (evaluation itself draws nothing)' })
+    .option('png', { type: 'boolean', describe: 'require PNG pictures (default: when fonts are found)' });
+}
+
+type EvalArgs = Awaited<ReturnType<ReturnType<typeof evalOptions>['parseAsync']>>;
+
+export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<string> {
+  if (a.threads) native().setNumThreads(a.threads);
+  const out = a.out ?? join('eval', `${a.bench}-${basename(resolve(a.model))}`);
+  mkdirSync(out, { recursive: true });
+  const enc = Encoder.load(a.model, { precision: a.precision });
+  try {
+    const common = {
+      maxQueryLength: a['max-query-length'], maxPassageLength: a['max-passage-length'], queryPrefix: a['query-prefix'],
+      passagePrefix: a['passage-prefix'], batchSize: a['batch-size'], seed: a.seed, modelPath: resolve(a.model), log,
+    };
+    if (a.bench === 'trec') {
+      if (!a.topics || !a.qrels || !a.corpus) throw new Error('--bench trec needs --topics, --qrels and --corpus');
+      const r = await evaluateTrec(enc, { ...common, topics: a.topics, qrels: a.qrels, corpus: a.corpus, backend: a.backend, depth: a.depth, out });
+      log(`nDCG@10 ${r.ndcg10.toFixed(4)}  Recall@100 ${r.recall100.toFixed(4)} over ${r.queries} queries; run file ${r.runFile}; ${join(out, 'result.json')}`);
+      return out;
+    }
+    if (!a.data) throw new Error(`--bench ${a.bench} needs --data DIR (a folder of <lang>.json files, e.g. ../shared/data/xquad-r)`);
+    const groups: Record<string, string[]> = {};
+    if (a['zero-shot'].length) groups['zero-shot'] = a['zero-shot'] as string[];
+    if (a['low-resource'].length) groups['low-resource'] = a['low-resource'] as string[];
+    const result = await evaluateLareqa(enc, {
+      ...common, dir: a.data, bench: a.bench, languages: a.languages, context: a.context,
+      articles: a.articles === 'all' ? undefined : { side: a.articles, testFraction: a['test-fraction'], seed: a['split-seed'] },
+    });
+    const zeroShot: string[] = a['zero-shot'];
+    if (zeroShot.length) groups.seen = result.languages.filter((l) => !zeroShot.includes(l));
+    if (Object.keys(groups).length) result.groups = groups;
+    const paths = await writeReport(result, out, { png: a.png ? true : 'auto' });
+    for (const w of paths.warnings) log(`warning: ${w}`);
+    const s = result.summary;
+    log(`mAP mono ${s.mono.map.toFixed(3)} / cross ${s.cross.map.toFixed(3)} / multi ${s.multi.map.toFixed(3)}; ` +
+      `R@1 mono ${s.mono.r1.toFixed(3)} cross ${s.cross.r1.toFixed(3)}; R@10 multi ${s.multi.r10.toFixed(3)}; rank distance ${s.rankDistance.toFixed(1)}`);
+    log(`wrote ${paths.json}, ${paths.markdown}, ${paths.heatmapSvg}, ${paths.rankDistanceSvg}${paths.heatmapPng ? ' and PNGs' : ''}`);
+    return out;
+  } finally {
+    enc.dispose();
+  }
+}
+
+export async function runCompare(files: string[], out: string | undefined): Promise<string> {
+  if (files.length < 2) throw new Error('xlir compare needs at least two result.json files (or folders holding one)');
+  const results = [];
+  for (const f of files) {
+    const path = /\.json$/.test(f) ? f : join(f, 'result.json');
+    results.push({ label: basename(resolve(path, '..')), result: await readResult(path) });
+  }
+  const md = compareResults(results);
+  if (out) await writeFileAtomic(out, md + '\n');
+  return md;
+}
