@@ -1,110 +1,131 @@
-// The built-in first run: trains a tiny encoder from random initialisation on synthetic
-// "cross-lingual" pairs and prints the falling loss and retrieval accuracy before and after.
-// Needs no data, no download and no tokenizer, so it works on any fresh machine.
-//
-// The data: a vocabulary split into two "languages" with a hidden word-for-word dictionary. A query
-// is a random bag of 6-14 language-A words; its passage is the translation of those words into
-// language B, shuffled, with a few random distractor words. The model must learn the dictionary to
-// match a query with its passage, so held-out accuracy rising far above chance shows that the
-// forward, backward, loss and optimizer all work together.
-import { Encoder } from './encoder.ts';
-import { ContrastiveTrainer } from './trainer.ts';
-import type { NativeModelConfig, TokenBatch } from './native.ts';
-import { mulberry32 } from './rng.ts';
+// `xlir demo`: the first run on a fresh machine (no network, no ../shared). On the built-in
+// multilingual retrieval set (data/demo/items.jsonl: parallel question/passage groups in 9
+// languages, en es de ru ar hi sw yo te) it
+//   1. holds out 30% of the groups (seeded) as the evaluation set,
+//   2. builds a lowercased WordPiece tokenizer from the demo texts (src/experiment/vocab.ts),
+//   3. trains three tiny encoders from random initialisation, one per batching of the paper
+//      (X-X-mono, X-Y, hybrid), through the experiment runner (src/experiment) with one seed,
+//   4. evaluates them and the untrained model on the held-out groups with the LAReQA protocol
+//      (mono / cross / multilingual mAP, rank distance), prints the comparison and writes the
+//      report (Markdown, heatmaps, language-bias chart) to --out (default demo-report/).
+// Success (`ok`) means every trained model is clearly better than the untrained one in
+// multilingual mAP on the held-out groups: at least MIN_GAIN higher, and the paired bootstrap over
+// the held-out queries says so (p < 0.05).
+import { resolve } from 'node:path';
+import { native } from './native.ts';
+import { checkExperimentConfig, type ExperimentConfig } from './experiment/config.ts';
+import { REFERENCE, type ExperimentSummary } from './experiment/report.ts';
+import { runExperiment } from './experiment/runner.ts';
+import { fmt3, fmtRank } from './report/markdown.ts';
 
 export interface DemoOptions {
   steps: number;
   batchSize: number;
-  seed: number;
   lr: number;
+  seed: number;
   log: (line: string) => void;
+  /** Report folder (default demo-report). */
+  out?: string;
+  threads?: number;
+  /** Fraction of the groups held out (default 0.3). */
+  testFraction?: number;
+  /** Progress and training lines (default: standard error). */
+  detailLog?: (line: string) => void;
 }
 
-const CLS = 2, SEP = 3, FIRST = 5, WORDS = 400;
-
-
-export function makePairs(n: number, seed: number): { queries: number[][]; passages: number[][] } {
-  const r = mulberry32(seed);
-  const dict = Array.from({ length: WORDS }, (_, i) => i);  // fixed permutation: language A word i -> B word dict[i]
-  const dr = mulberry32(12345);
-  for (let i = WORDS - 1; i > 0; i--) {
-    const j = Math.floor(dr() * (i + 1));
-    [dict[i], dict[j]] = [dict[j], dict[i]];
-  }
-  const queries: number[][] = [], passages: number[][] = [];
-  for (let k = 0; k < n; k++) {
-    const len = 6 + Math.floor(r() * 9);
-    const words = Array.from({ length: len }, () => Math.floor(r() * WORDS));
-    const trans = words.map((w) => FIRST + WORDS + dict[w]);
-    for (let d = 0; d < 3; d++) trans.push(FIRST + WORDS + Math.floor(r() * WORDS));
-    for (let i = trans.length - 1; i > 0; i--) {
-      const j = Math.floor(r() * (i + 1));
-      [trans[i], trans[j]] = [trans[j], trans[i]];
-    }
-    queries.push([CLS, ...words.map((w) => FIRST + w), SEP]);
-    passages.push([CLS, ...trans, SEP]);
-  }
-  return { queries, passages };
+export interface DemoRow {
+  name: string;
+  mono: number;
+  cross: number;
+  multi: number;
+  rankDistance: number;
+  /** Paired bootstrap of multi AP against the untrained model (undefined for the untrained row). */
+  p?: number;
 }
 
-function pack(seqs: number[][]): TokenBatch {
-  return { ids: Int32Array.from(seqs.flat()), lengths: Int32Array.from(seqs.map((s) => s.length)) };
+export interface DemoResult {
+  /** Multilingual mAP of the untrained model on the held-out groups. */
+  before: number;
+  /** Multilingual mAP of the worst trained variant. */
+  after: number;
+  /** Every trained variant clearly better than the untrained model (see the header). */
+  ok: boolean;
+  rows: DemoRow[];
+  report: string;
+  summary: ExperimentSummary;
 }
 
-/** Top-1 accuracy of retrieving each query's passage among all passages of the set. */
-export async function top1(enc: Encoder, queries: number[][], passages: number[][]): Promise<number> {
-  const D = enc.embeddingDim;
-  const q = await enc.encodeTokens(pack(queries)), p = await enc.encodeTokens(pack(passages));
-  let hits = 0;
-  for (let i = 0; i < queries.length; i++) {
-    let best = -Infinity, arg = -1;
-    for (let j = 0; j < passages.length; j++) {
-      let s = 0;
-      for (let d = 0; d < D; d++) s += q[i * D + d] * p[j * D + d];
-      if (s > best) (best = s), (arg = j);
-    }
-    hits += arg === i ? 1 : 0;
-  }
-  return hits / queries.length;
+/** Least multilingual-mAP gain over the untrained model that counts as clearly better. */
+export const MIN_GAIN = 0.02;
+
+export const DEMO_DEFAULTS = { steps: 200, batchSize: 32, lr: 1e-3, seed: 0 } as const;
+
+/** The experiment the demo runs (a built-in config; experiments/quick.yaml is its file twin). */
+export function demoConfig(o: Pick<DemoOptions, 'steps' | 'batchSize' | 'lr' | 'seed' | 'testFraction'>): ExperimentConfig {
+  return checkExperimentConfig({
+    name: 'demo',
+    description: 'xlir demo: tiny encoders trained from random initialisation on the built-in multilingual set, one per batching, against the untrained model on held-out groups.',
+    scratch: 'tiny',
+    tokenizer: { corpus: true, lowercase: true },
+    data: { demo: { testFraction: o.testFraction ?? 0.3, splitSeed: o.seed } },
+    lowResource: ['sw', 'yo', 'te'],
+    train: {
+      'batch-size': o.batchSize, steps: o.steps, lr: o.lr, warmup: 0.1, 'max-query-length': 32, 'max-passage-length': 96,
+      'validation-fraction': 0, 'eval-every': 0, 'checkpoint-every': Math.max(50, o.steps),
+    },
+    variants: [
+      { name: 'X-X-mono', options: { batching: 'mono' } },
+      { name: 'X-Y', options: { batching: 'cross' } },
+      { name: 'hybrid', options: { batching: 'hybrid', alpha: 0.5 } },
+    ],
+    seeds: [o.seed],
+    eval: { demo: {} },
+    reference: true,
+    significance: {
+      resamples: 10000, seed: 0,
+      pairs: [[REFERENCE, 'X-X-mono'], [REFERENCE, 'X-Y'], [REFERENCE, 'hybrid'], ['X-X-mono', 'X-Y'], ['X-X-mono', 'hybrid'], ['X-Y', 'hybrid']],
+    },
+  }, { source: 'xlir demo (built-in)' });
 }
 
-export const DEMO_CONFIG: NativeModelConfig = {
-  arch: 'bert', vocabSize: FIRST + 2 * WORDS, hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 256,
-  maxPositions: 64, typeVocabSize: 2, layerNormEps: 1e-12, padTokenId: 0, hiddenDropout: 0.1, attentionDropout: 0.1,
-  pooling: 'mean', hasPooler: false, normalize: true, seed: 0,
-};
-
-export async function runDemo(o: DemoOptions): Promise<{ before: number; after: number; losses: number[] }> {
-  const enc = Encoder.create({ ...DEMO_CONFIG, seed: o.seed });
-  const train = makePairs(4096, o.seed + 1), held = makePairs(200, o.seed + 2);
-  const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 },
-    { scale: 20, symmetric: false });
-  const before = await top1(enc, held.queries, held.passages);
-  o.log(`xlir demo: tiny encoder (2 layers, hidden 64) from random init, synthetic cross-lingual pairs, seed ${o.seed}`);
-  o.log(`held-out top-1 accuracy before training: ${(100 * before).toFixed(1)}% (chance ${(100 / held.queries.length).toFixed(1)}%)`);
-  const losses: number[] = [];
-  const warm = Math.max(1, Math.floor(o.steps / 10));
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  const out = resolve(o.out ?? 'demo-report');
+  const c = demoConfig(o);
+  const log = o.log;
+  const detail = o.detailLog ?? ((s: string) => process.stderr.write(s + '\n'));
+  const threads = o.threads ?? native().info().threads;
+  log(`xlir demo: 3 tiny encoders (2 layers, hidden 128) trained from random initialisation, ${o.steps} steps of ${o.batchSize}, lr ${o.lr}, seed ${o.seed}, ${threads} threads`);
+  log(`batchings: X-X-mono (one language per batch), X-Y (query and passage languages differ), hybrid (mono or X-Y, alpha 0.5)`);
   const t0 = performance.now();
-  let tokens = 0, window = 0, count = 0;
-  for (let s = 0; s < o.steps; s++) {
-    const lr = o.lr * (s < warm ? (s + 1) / warm : (o.steps - s) / (o.steps - warm));  // warm-up, then linear decay
-    const i0 = (s * o.batchSize) % (train.queries.length - o.batchSize);
-    const q = pack(train.queries.slice(i0, i0 + o.batchSize)), p = pack(train.passages.slice(i0, i0 + o.batchSize));
-    const r = await trainer.step({ queries: q, passages: p }, lr, o.seed * 1_000_003 + s);
-    losses.push(r.loss);
-    tokens += r.tokens;
-    window += r.loss;
-    count++;
-    if ((s + 1) % Math.max(1, Math.floor(o.steps / 10)) === 0 || s === o.steps - 1) {
-      const sec = (performance.now() - t0) / 1000;
-      o.log(`step ${String(s + 1).padStart(4)}/${o.steps}  loss ${(window / count).toFixed(4)}  lr ${lr.toExponential(2)}  ` +
-        `${Math.round(tokens / sec)} tokens/s  ${sec.toFixed(1)}s`);
-      window = 0;
-      count = 0;
-    }
+  const r = await runExperiment(c, { out, threads: o.threads, log, detailLog: detail, keepCheckpoints: false });
+  const s = r.summary;
+  const all = s.metrics.demo.all;
+  const comps = s.comparisons.filter((x) => x.group === 'all' && x.metric === 'multi AP' && x.a === REFERENCE);
+  const rows: DemoRow[] = Object.keys(all).map((name) => ({
+    name: name === REFERENCE ? 'untrained' : name,
+    mono: all[name]['mono mAP'].mean, cross: all[name]['cross mAP'].mean, multi: all[name]['multi mAP'].mean, rankDistance: all[name]['rank distance'].mean,
+    p: comps.find((x) => x.b === name)?.p,
+  }));
+  const ref = rows.find((x) => x.name === 'untrained');
+  const trained = rows.filter((x) => x.name !== 'untrained');
+  if (!ref || trained.length !== c.variants.length) throw new Error(`xlir demo: missing results in ${out} (${rows.map((x) => x.name).join(', ')})`);
+  const before = ref.multi, after = Math.min(...trained.map((x) => x.multi));
+  const clearly = (x: DemoRow) => x.multi >= before + MIN_GAIN && x.p !== undefined && x.p < 0.05;
+  const ok = trained.every(clearly);
+
+  const held = s.evalSets[0];
+  const nHeld = /(\d+) groups held out/.exec(s.notes.join(" "))?.[1] ?? "?";
+  log('');
+  log(`held-out groups: ${nHeld} in ${held.languages.length} languages (${held.languages.join(' ')}); ` +
+    `each query against its own language (mono), each other language (cross) and all languages at once (multi)`);
+  const w = Math.max(...rows.map((x) => x.name.length), 10);
+  log(`${'model'.padEnd(w)}  mono mAP  cross mAP  multi mAP  rank distance  vs untrained (multi mAP)`);
+  for (const x of rows) {
+    const vs = x.name === 'untrained' ? '' : `${x.multi - before >= 0 ? '+' : ''}${(x.multi - before).toFixed(3)}, p ${x.p === undefined ? '?' : x.p < 0.001 ? '<0.001' : x.p.toFixed(3)}${clearly(x) ? '' : '  NOT clearly better'}`;
+    log(`${x.name.padEnd(w)}  ${fmt3(x.mono).padStart(8)}  ${fmt3(x.cross).padStart(9)}  ${fmt3(x.multi).padStart(9)}  ${fmtRank(x.rankDistance).padStart(13)}  ${vs}`);
   }
-  const after = await top1(enc, held.queries, held.passages);
-  o.log(`held-out top-1 accuracy after training: ${(100 * after).toFixed(1)}%`);
-  enc.dispose();
-  return { before, after, losses };
+  log('(mAP: higher is better; rank distance = spread of the ranks of a query\'s answers across languages: lower is less language bias)');
+  log(`report: ${r.report} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  if (!ok) log(`xlir demo: FAILED: a trained model is not clearly better than the untrained one (needs +${MIN_GAIN} multilingual mAP and p < 0.05)`);
+  return { before, after, ok, rows, report: r.report, summary: s };
 }
