@@ -8,6 +8,7 @@ import { resolveTrainConfig, trainOptions } from './train-config.ts';
 import { runTrain } from './train-command.ts';
 import { convertCommands } from './convert-command.ts';
 import { evalOptions, runCompare, runEval } from './eval-command.ts';
+import { indexCommand, searchCommand } from './search-command.ts';
 
 await yargs(hideBin(process.argv))
   .scriptName('xlir')
@@ -61,10 +62,12 @@ await yargs(hideBin(process.argv))
     async (a) => {
       console.log(await runCompare(a.results as string[], a.out));
     })
+  .command(indexCommand)
+  .command(searchCommand)
   .command('info', 'print the engine build (version, threads, instruction set, CUDA availability)', {}, () => {
     console.log(JSON.stringify(native().info(), null, 2));
   })
-  .demandCommand(1, 'name a command: demo, train, convert, eval, compare, encode, info')
+  .demandCommand(1, 'name a command: demo, train, convert, eval, compare, index, search, encode, info')
   .strict()
   .help()
   .fail((msg, err, y) => {

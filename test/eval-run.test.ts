@@ -1,0 +1,174 @@
+// The evaluation runners: evaluateRetrieval's settings equal a brute-force computation with the
+// reference (sorted) AP; `xlir eval` on XQuAD-R writes the result, report and pictures; the TREC
+// runner agrees across search back ends and counts qrels docids absent from the corpus;
+// `xlir index` / `xlir search` find a document from its own text.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Encoder } from '../src/encoder.ts';
+import type { NativeModelConfig } from '../src/native.ts';
+import { buildWordPieceTokenizerJson } from '../src/tokenizer.ts';
+import { evaluateRetrieval, lareqaSides, type Side } from '../src/eval/lareqa-eval.ts';
+import { readLareqaDir } from '../src/data/lareqa.ts';
+import { averagePrecision } from '../src/eval/metrics.ts';
+import { evaluateTrec } from '../src/eval/trec-eval-command.ts';
+import { readRun } from '../src/eval/trec.ts';
+import { runIndex, runSearch } from '../src/search-command.ts';
+import { faissStatus } from '../src/search/faiss.ts';
+import { mulberry32 } from '../src/rng.ts';
+
+const SHARED = new URL('../../shared/data/xquad-r', import.meta.url).pathname;
+const WORDS = Array.from({ length: 60 }, (_, i) => `w${i}`);
+
+/** A random tiny BERT with a WordPiece tokenizer over WORDS, saved as a model folder. */
+function tinyModel(dir: string, vocabWords = WORDS): string {
+  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', ...vocabWords];
+  writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n');
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(buildWordPieceTokenizerJson(join(dir, 'vocab.txt'), { lowercase: true })));
+  const cfg: NativeModelConfig = {
+    arch: 'bert', vocabSize: vocab.length, hiddenSize: 32, numLayers: 1, numHeads: 2, intermediateSize: 64, maxPositions: 512,
+    typeVocabSize: 2, layerNormEps: 1e-12, padTokenId: 0, hiddenDropout: 0.1, attentionDropout: 0.1, pooling: 'mean',
+    hasPooler: false, normalize: true, seed: 5,
+  };
+  const enc = Encoder.create(cfg, { tokenizerPath: join(dir, 'tokenizer.json') });
+  enc.save(join(dir, 'model'));
+  enc.dispose();
+  return join(dir, 'model');
+}
+
+function text(r: () => number, n: number): string {
+  return Array.from({ length: n }, () => WORDS[Math.floor(r() * WORDS.length)]).join(' ');
+}
+
+test('evaluateRetrieval: every setting equals brute force with the sorted reference AP', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-evalrun-'));
+  const enc = Encoder.load(tinyModel(dir));
+  try {
+    const r = mulberry32(3);
+    const langs = ['aa', 'bb', 'cc'];
+    // 6 questions in each language (ids shared), 9 candidates; question q's answer is candidate q
+    // in every language, plus candidate 7 for q0 in 'bb' (two correct answers, as in MLQA-R).
+    const sides: Side[] = langs.map((lang) => ({
+      lang,
+      questions: Array.from({ length: 6 }, (_, q) => ({ id: `q${q}`, text: text(r, 4), answers: lang === 'bb' && q === 0 ? ['c0', 'c7'] : [`c${q}`] })),
+      candidates: Array.from({ length: 9 }, (_, c) => ({ key: `c${c}`, text: text(r, 8) })),
+    }));
+    const o = { bench: 'unit', dir, files: {}, articles: 'all', maxQueryLength: 32, maxPassageLength: 32, queryPrefix: 'Query: ',
+      passagePrefix: 'Passage: ', batchSize: 4, seed: 0, modelPath: dir, log: () => {} };
+    const res = await evaluateRetrieval(enc, sides, o);
+
+    // Brute force: encode, dot products in double, reference AP per (query language, pool).
+    const D = enc.embeddingDim;
+    // One engine call at a time: a model runs one call at once.
+    const Q: Float32Array[] = [], C: Float32Array[] = [];
+    for (const s of sides) Q.push(await enc.encodeTexts(s.questions.map((q) => q.text), { maxLength: 32, prefix: 'Query: ' }));
+    for (const s of sides) C.push(await enc.encodeTexts(s.candidates.map((c) => c.text), { maxLength: 32, prefix: 'Passage: ' }));
+    const dot = (a: Float32Array, i: number, b: Float32Array, j: number) => {
+      let s = 0;
+      for (let d = 0; d < D; d++) s += a[i * D + d] * b[j * D + d];
+      return s;
+    };
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const matrix: number[][] = [], multi: number[] = [];
+    for (let qi = 0; qi < 3; qi++) {
+      matrix.push([]);
+      const multiAps: number[] = [];
+      for (let q = 0; q < 6; q++) {
+        const id = `q${q}`;
+        const allScores: number[] = [], allRel: boolean[] = [];
+        for (let pi = 0; pi < 3; pi++) {
+          const ans = sides[pi].questions.find((x) => x.id === id)!.answers;
+          const scores = sides[pi].candidates.map((_, c) => dot(Q[qi], q, C[pi], c));
+          const rel = sides[pi].candidates.map((c) => ans.includes(c.key));
+          (matrix[qi][pi] ??= 0);
+          matrix[qi][pi] += averagePrecision(scores, rel) / 6;
+          allScores.push(...scores);
+          allRel.push(...rel);
+        }
+        multiAps.push(averagePrecision(allScores, allRel));
+      }
+      multi.push(mean(multiAps));
+    }
+    // Scores differ from the engine's only by fp32 rounding; APs are equal unless two scores of a
+    // row fall within that rounding of each other, which random 32-d embeddings do not produce.
+    const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);
+    for (let qi = 0; qi < 3; qi++) for (let pi = 0; pi < 3; pi++) close(res.matrix.map[qi][pi], matrix[qi][pi], `mAP ${langs[qi]}->${langs[pi]}`);
+    close(res.summary.mono.map, mean([0, 1, 2].map((i) => matrix[i][i])), 'mono mAP');
+    close(res.summary.cross.map, mean([0, 1, 2].flatMap((i) => [0, 1, 2].filter((j) => j !== i).map((j) => matrix[i][j]))), 'cross mAP');
+    close(res.summary.multi.map, mean(multi), 'multilingual mAP');
+    for (let qi = 0; qi < 3; qi++) close(res.multilingual[langs[qi]].map, multi[qi], `multilingual mAP ${langs[qi]}`);
+    assert.equal(res.perQuery.length, 18);
+    assert.deepEqual(res.counts.candidates, { aa: 9, bb: 9, cc: 9 });
+    assert.ok(res.summary.rankDistance >= 0);
+    await assert.rejects(evaluateRetrieval(enc, [{ ...sides[0], candidates: [] }], o), /empty pool/);
+  } finally {
+    enc.dispose();
+  }
+});
+
+test('xlir eval on XQuAD-R (2 languages, test articles): result, report and pictures', { skip: existsSync(SHARED) ? false : `../shared missing (${SHARED})` }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-evalrun-'));
+  const model = tinyModel(dir);
+  const { evalOptions, runEval } = await import('../src/eval-command.ts');
+  const { default: yargs } = await import('yargs');
+  const args = await evalOptions(yargs(['--bench', 'xquad-r', '--data', SHARED, '--model', model, '--out', join(dir, 'ev'), '--languages', 'en', 'de',
+    '--articles', 'test', '--max-passage-length', '48', '--zero-shot', 'de'])).parseAsync();
+  await runEval(args, () => {});
+  const res = JSON.parse(readFileSync(join(dir, 'ev', 'result.json'), 'utf8'));
+  const sides = lareqaSides(readLareqaDir(SHARED, { languages: ['en', 'de'] }), { articles: { side: 'test', testFraction: 0.5, seed: 0 }, context: 'paragraph' });
+  assert.deepEqual(res.languages, ['en', 'de']);
+  assert.deepEqual(res.counts.candidates, { en: sides[0].candidates.length, de: sides[1].candidates.length });
+  assert.ok(res.counts.questions.en > 400 && res.counts.questions.en < 800, `test-side questions: ${res.counts.questions.en}`);
+  assert.deepEqual(res.groups, { 'zero-shot': ['de'], seen: ['en'] });
+  for (const f of ['report.md', 'heatmap.svg', 'rank-distance.svg']) assert.ok(existsSync(join(dir, 'ev', f)), `${f} missing`);
+  assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /monolingual/);
+});
+
+test('TREC runner: exact engine and FAISS Flat agree; missing judged docids are counted; the run file reads back', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-trec-'));
+  const model = tinyModel(dir);
+  const r = mulberry32(9);
+  const docs = Array.from({ length: 40 }, (_, i) => ({ docid: `d${i}`, title: '', text: text(r, 10) }));
+  writeFileSync(join(dir, 'corpus.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
+  writeFileSync(join(dir, 'topics.tsv'), Array.from({ length: 5 }, (_, q) => `q${q}\t${docs[q * 3].text.split(' ').slice(0, 5).join(' ')}`).join('\n') + '\n');
+  writeFileSync(join(dir, 'qrels'), [...Array.from({ length: 5 }, (_, q) => `q${q} Q0 d${q * 3} 2`), 'q0 Q0 d1 1', 'q1 Q0 missing-doc 1'].join('\n') + '\n');
+  const enc = Encoder.load(model);
+  try {
+    const base = { topics: join(dir, 'topics.tsv'), qrels: join(dir, 'qrels'), corpus: join(dir, 'corpus.jsonl'), depth: 20, maxQueryLength: 32,
+      maxPassageLength: 32, queryPrefix: '', passagePrefix: '', batchSize: 8, seed: 0, modelPath: model, log: () => {} };
+    const exact = await evaluateTrec(enc, { ...base, backend: 'exact', out: dir });
+    assert.equal(exact.queries, 5);
+    assert.ok(exact.ndcg10 > 0 && exact.ndcg10 <= 1);
+    assert.equal(exact.result.warnings.corpus.missingJudged, 1);
+    const run = await readRun(exact.runFile);
+    assert.equal(run.size, 5);
+    assert.equal(run.get('q0')!.length, 20);
+    if (faissStatus().available) {
+      const dir2 = mkdtempSync(join(tmpdir(), 'xlir-trec-'));
+      const flat = await evaluateTrec(enc, { ...base, backend: 'Flat', out: dir2 });
+      assert.ok(Math.abs(flat.ndcg10 - exact.ndcg10) < 1e-12 && Math.abs(flat.recall100 - exact.recall100) < 1e-12,
+        `FAISS Flat ${flat.ndcg10}/${flat.recall100} vs exact ${exact.ndcg10}/${exact.recall100}`);
+    }
+  } finally {
+    enc.dispose();
+  }
+});
+
+test('xlir index / search: a document is found by its own text', { skip: faissStatus().available ? false : 'faiss-node binding not built' }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-index-'));
+  const model = tinyModel(dir);
+  const r = mulberry32(4);
+  const docs = Array.from({ length: 30 }, (_, i) => ({ id: `doc${i}`, lang: i % 2 ? 'sw' : 'en', text: text(r, 12) }));
+  writeFileSync(join(dir, 'c.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
+  await runIndex({ model, corpus: join(dir, 'c.jsonl'), out: join(dir, 'i.faiss'), factory: 'Flat', prefix: '', maxLength: 32, batchSize: 8, log: () => {} });
+  const hits = await runSearch({ index: join(dir, 'i.faiss'), queries: [docs[7].text, docs[12].text], k: 3, prefix: '', maxLength: 32 });
+  assert.equal(hits[0][0].id, 'doc7');
+  assert.equal(hits[0][0].lang, 'sw');
+  assert.ok(Math.abs(hits[0][0].score - 1) < 1e-4, `self-similarity ${hits[0][0].score}`);
+  assert.equal(hits[1][0].id, 'doc12');
+  writeFileSync(join(dir, 'dup.jsonl'), [docs[0], docs[0]].map((d) => JSON.stringify(d)).join('\n') + '\n');
+  await assert.rejects(runIndex({ model, corpus: join(dir, 'dup.jsonl'), out: join(dir, 'j.faiss'), factory: 'Flat', prefix: '', maxLength: 32, batchSize: 8, log: () => {} }),
+    /dup\.jsonl:2: document id "doc0" given twice/);
+});
