@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks and builds the engine. Idempotent: a second run only checks.
-#  - Debian packages: oneDNN (matrix products), FAISS (evaluation), a C++ toolchain, python venv;
+#  - Debian packages: oneDNN (matrix products), FAISS (evaluation), a C++ toolchain, python venv,
+#    DejaVu fonts (text in the PNG charts of evaluation reports);
 #  - npm dependencies (npm ci; faiss-node in native/faiss without its install script) and the native
 #    addon plus faiss-node's binding (cmake-js, CMakeLists.txt);
 #  - .venv: PyTorch + transformers + sentence-transformers from pip's local index, used by the
@@ -9,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for p in libdnnl-dev libfaiss-dev cmake g++ python3-venv; do
+for p in libdnnl-dev libfaiss-dev cmake g++ python3-venv fonts-dejavu-core; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
