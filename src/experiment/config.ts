@@ -9,7 +9,7 @@
 //   description: ...
 //   model: path/to/checkpoint          # or: scratch: tiny|small|base + tokenizer:
 //   scratch: tiny
-//   tokenizer: vocab.txt | tokenizer.json | { corpus: true, lowercase: true }
+//   tokenizer: vocab.txt | tokenizer.json | { corpus: true, lowercase: true, size: 8000 }  # size 0: whole words
 //   data:                              # exactly one of:
 //     files: [train.jsonl]             #   training JSONL (src/data/FORMAT.md)
 //     lareqa: { dir, testFraction: 0.5, splitSeed: 0, languages: [...] }  # train side of the article split
@@ -44,7 +44,7 @@ export interface Variant {
   options: Record<string, TrainOptionValue>;
 }
 
-export type TokenizerSpec = { path: string } | { corpus: true; lowercase: boolean; minCount: number };
+export type TokenizerSpec = { path: string } | { corpus: true; lowercase: boolean; minCount: number; size: number };
 
 export interface LareqaDataSpec {
   dir: string;
@@ -194,11 +194,12 @@ export function checkExperimentConfig(
   let tokenizer: TokenizerSpec | undefined;
   if (r.tokenizer !== undefined) {
     if (isObj(r.tokenizer)) {
-      only(r.tokenizer, ['corpus', 'lowercase', 'minCount'], 'tokenizer');
+      only(r.tokenizer, ['corpus', 'lowercase', 'minCount', 'size'], 'tokenizer');
       if (r.tokenizer.corpus !== true) fail('tokenizer.corpus', 'expected true (a WordPiece vocabulary built from the training data)');
       tokenizer = {
         corpus: true, lowercase: r.tokenizer.lowercase === undefined ? true : r.tokenizer.lowercase === true,
         minCount: r.tokenizer.minCount === undefined ? 1 : int(r.tokenizer.minCount, 'tokenizer.minCount', 1),
+        size: r.tokenizer.size === undefined ? 0 : int(r.tokenizer.size, 'tokenizer.size', 0),
       };
     } else tokenizer = { path: path(r.tokenizer, 'tokenizer') };
   }

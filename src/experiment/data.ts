@@ -231,7 +231,7 @@ export async function prepareData(c: ExperimentConfig, outDir: string, log: (s: 
   let tokenizer: string | undefined;
   if (c.scratch && c.tokenizer) {
     if ('corpus' in c.tokenizer) {
-      const t = writeCorpusTokenizer(corpus, join(outDir, 'tokenizer'), { lowercase: c.tokenizer.lowercase, minCount: c.tokenizer.minCount });
+      const t = writeCorpusTokenizer(corpus, join(outDir, 'tokenizer'), { lowercase: c.tokenizer.lowercase, minCount: c.tokenizer.minCount, size: c.tokenizer.size });
       tokenizer = t.tokenizer;
       notes.push(`tokenizer: WordPiece vocabulary of ${t.size} tokens built from the ${corpus.length} texts of the data (${t.vocab})`);
       log(notes[notes.length - 1]);
