@@ -39,16 +39,6 @@ const { values: args } = parseArgs({
 const nq = Number(args.nq), nc = Number(args.nc), d = Number(args.dim), k = Number(args.k);
 const ef = Number(args.ef), nprobe = Number(args.nprobe), reps = Number(args.reps);
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function unitVectors(n: number, seed: number): Float32Array {
   const r = mulberry32(seed);
   const x = new Float32Array(n * d);
@@ -209,6 +199,7 @@ t = time.perf_counter(); Dh, Ih = h.search(Q, k); out['hnsw_search'] = time.perf
 Ih.astype('<i4').tofile(ip + '.hnsw_ids')
 print(json.dumps(out))
 `;
+import { mulberry32 } from '../src/rng.ts';
 let pyInfo = 'FAISS (Python): skipped (--no-python)';
 if (!args['no-python']) {
   const python = process.env.XLIR_PYTHON ?? '.venv/bin/python';

@@ -13,6 +13,7 @@ import {
   summarizeSettings,
 } from '../src/eval/metrics.ts';
 import { trecEval, type Qrels, type Run } from '../src/eval/trec.ts';
+import { mulberry32 } from '../src/rng.ts';
 
 const PYTHON = process.env.XLIR_PYTHON;
 const NO_PYTHON = 'XLIR_PYTHON is not set: metrics not compared with scikit-learn (set it to a python with numpy and scikit-learn)';
@@ -26,17 +27,6 @@ function sklearn(req: SklearnRequest): { ap: number[]; ndcg: number[] } {
   const r = spawnSync(PYTHON!, [SCRIPT], { input: JSON.stringify(req), encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`${PYTHON} ${SCRIPT} failed (${r.status ?? r.signal}):\n${(r.stderr ?? '').slice(-4000)}`);
   return JSON.parse(r.stdout);
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A random query: float32 scores (half the cases drawn from a few levels, so with many ties) and >= 1 relevant. */

@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BatchSampler, type Batch, type Item, type SamplerData, type SamplerOptions } from '../src/sampler.ts';
 import type { LoopSampler } from '../src/train-loop.ts';
+import { mulberry32 } from '../src/rng.ts';
 
 const SD_BOUND = 5;
 
@@ -19,18 +20,6 @@ function within(observed: number, mean: number, variance: number, what: string):
   const sd = Math.sqrt(variance);
   assert.ok(Math.abs(observed - mean) <= SD_BOUND * sd,
     `${what}: observed ${observed}, expected ${mean.toFixed(1)} ± ${SD_BOUND} x ${sd.toFixed(2)}`);
-}
-
-// The test's own generator (mulberry32), independent of the sampler's.
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Spec {

@@ -18,17 +18,8 @@ import { join } from 'node:path';
 import { native } from '../src/native.ts';
 import { FaissIndex, faissStatus, setFaissThreads, sidecarPath } from '../src/search/faiss.ts';
 import { EngineExactSearch, FaissSearch, compareTopK, measureRecall, recallAtK, type SearchResult } from '../src/search/index.ts';
+import { mulberry32 as rng } from '../src/rng.ts';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 function gaussian(n: number, r: () => number): Float32Array {
   const x = new Float32Array(n);
   for (let i = 0; i < n; i++) x[i] = Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());

@@ -15,13 +15,18 @@ import { candidateText, readLareqaDir, splitArticles, type LareqaLanguage } from
 import { rankDistanceFromRanks, recallFromRanks, rowMetrics, SettingAverager, summarizeSettings, MULTILINGUAL_POOL } from './metrics.ts';
 import type { LareqaResult } from '../report/types.ts';
 
-export interface LareqaEvalOptions {
+export interface LareqaEvalOptions extends EncodeRunOptions {
   dir: string;
   bench: string;
   languages?: string[];
   /** Evaluate only the articles of one side of splitArticles(testFraction, seed). */
   articles?: { side: 'test' | 'train'; testFraction: number; seed: number };
   context: 'paragraph' | 'none';
+  groups?: Record<string, string[]>;
+}
+
+/** How any evaluation encodes its texts, and what it records about the run. */
+export interface EncodeRunOptions {
   maxQueryLength: number;
   maxPassageLength: number;
   queryPrefix: string;
@@ -29,7 +34,6 @@ export interface LareqaEvalOptions {
   batchSize: number;
   seed: number;
   modelPath: string;
-  groups?: Record<string, string[]>;
   log?: (s: string) => void;
 }
 

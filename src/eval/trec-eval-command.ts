@@ -12,22 +12,15 @@ import { Progress } from '../progress.ts';
 import { EngineExactSearch, FaissSearch, type SearchBackend } from '../search/index.ts';
 import { readCorpus, readQrels, readTopics, trecEval, writeRun, type Run } from './trec.ts';
 import { writeFileAtomic } from '../report/write.ts';
+import type { EncodeRunOptions } from './lareqa-eval.ts';
 
-export interface TrecEvalCommandOptions {
+export interface TrecEvalCommandOptions extends EncodeRunOptions {
   topics: string;
   qrels: string;
   corpus: string;
   backend: string;
   depth: number;
   out: string;
-  maxQueryLength: number;
-  maxPassageLength: number;
-  queryPrefix: string;
-  passagePrefix: string;
-  batchSize: number;
-  seed: number;
-  modelPath: string;
-  log?: (s: string) => void;
 }
 
 const CHUNK = 4096;  // documents tokenized and encoded per step of the corpus stream
