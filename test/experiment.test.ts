@@ -43,6 +43,20 @@ test('paired bootstrap: identical systems give p = 1, a clear difference a small
   assert.notDeepEqual(other[1], res[1], 'another seed resamples differently');
   assert.ok(Math.abs(other[1].p - res[1].p) < 0.1, 'but not very differently');
 
+  // Clusters: 80 groups of 5 copies of one value (translations that move together). Resampling
+  // queries as if independent understates the spread; resampling the groups does not.
+  const g = Array.from({ length: 80 }, () => r() - 0.45);
+  const copies = g.flatMap((x) => [x, x, x, x, x]);
+  const clusters = g.flatMap((_, i) => [i, i, i, i, i]);
+  const [naive] = pairedBootstrap([copies], { resamples: 2000, seed: 5 });
+  const [clustered] = pairedBootstrap([copies], { resamples: 2000, seed: 5, clusters });
+  assert.equal(clustered.units, 80);
+  assert.ok(Math.abs(clustered.diff - naive.diff) < 1e-12, 'same observed difference');
+  const width = (x: typeof naive) => x.hi - x.lo;
+  assert.ok(width(clustered) > 1.8 * width(naive), `clustered interval ${width(clustered)} vs naive ${width(naive)} (expected ~sqrt(5) wider)`);
+  assert.ok(clustered.p >= naive.p);
+  assert.equal(pairedBootstrap([zero], { resamples: 500, seed: 1, clusters: zero.map((_, i) => i % 7) })[0].p, 1);
+
   assert.throws(() => pairedBootstrap([[1, 2], [1]], { resamples: 10, seed: 0 }), /different numbers of queries/);
   const s = spread([0.5, 0.7, NaN, 0.6]);
   assert.equal(s.n, 3);
@@ -190,7 +204,7 @@ test('quick experiment: cell limit and a Ctrl-C mid-training, then resume withou
   assert.match(md, /### Language groups/);
   assert.match(md, /\| zero-shot \| de yo \|/);
   assert.match(md, /### Paired significance tests/);
-  assert.match(md, /\| hybrid − X-X-mono \| all \| multi AP \|/);
+  assert.match(md, /\| hybrid − X-X-mono \| all \| multi AP \| [^|]+ \| [^|]+ \| [^|]+ \| [^|]+ \| \d+ \(\d+ groups\) \|/);
   for (const f of ['metrics-demo.svg', 'bias-demo.svg', 'variants/hybrid/demo/heatmap.svg', 'variants/reference/demo/heatmap.svg'])
     assert.ok(existsSync(join(out, f)), f);
   assert.match(md, /!\[[^\]]*\]\(bias-demo\.svg\)/);

@@ -36,6 +36,8 @@ export interface Comparison {
   hi: number;
   p: number;
   queries: number;
+  /** Resampled units: parallel question groups (LAReQA) or single queries. */
+  units: number;
   seeds: { a: number; b: number };
 }
 
@@ -146,10 +148,18 @@ export function buildSummary(
         const keys = [...means.get(pairs[0][0])!.keys()].filter((k) => members.has(k.split('\u0000')[0]) && [...means.values()].every((m) => m.has(k))).sort();
         if (!keys.length) continue;
         const diffs = pairs.map(([a, b]) => keys.map((k) => means.get(b)!.get(k)! - means.get(a)!.get(k)!));
-        const res = pairedBootstrap(diffs, { resamples: c.significance.resamples, seed: c.significance.seed });
+        // Parallel sets (LAReQA): a question and its translations share an id and are resampled together.
+        const clusterOf = new Map<string, number>();
+        const clusters = keys.map((k) => {
+          const c = kind === 'lareqa' ? k.split('\u0000')[1] : k;
+          let i = clusterOf.get(c);
+          if (i === undefined) clusterOf.set(c, (i = clusterOf.size));
+          return i;
+        });
+        const res = pairedBootstrap(diffs, { resamples: c.significance.resamples, seed: c.significance.seed, clusters });
         pairs.forEach(([a, b], k) => comparisons.push({
           set: s.name, group: gname, metric: qm.name, lowerIsBetter: !!qm.lower, a, b, diff: res[k].diff, lo: res[k].lo, hi: res[k].hi, p: res[k].p,
-          queries: res[k].n, seeds: { a: outcomesOf(a).length, b: outcomesOf(b).length },
+          queries: res[k].n, units: res[k].units, seeds: { a: outcomesOf(a).length, b: outcomesOf(b).length },
         }));
       }
     }
@@ -170,7 +180,8 @@ export function buildSummary(
     metrics, perLanguage,
     significance: {
       resamples: c.significance.resamples, seed: c.significance.seed,
-      method: 'paired bootstrap over queries of the per-query metric averaged over seeds; p = (1 + #{|d* - d| >= |d|}) / (B + 1); 95% percentile interval',
+      method: 'paired bootstrap over queries of the per-query metric averaged over seeds, resampling parallel question groups (LAReQA: a question and its translations) as units; ' +
+        'p = (1 + #{|d* - d| >= |d|}) / (B + 1); 95% percentile interval',
     },
     comparisons,
     timing: {
@@ -271,13 +282,15 @@ export function experimentMarkdown(s: ExperimentSummary, pictures: Record<string
         const better = x.p < 0.05 ? ((x.diff > 0) !== x.lowerIsBetter ? x.b : x.a) : '';
         return [
           `${mdCell(x.b)} − ${mdCell(x.a)}`, mdCell(x.group), `${mdCell(x.metric)}${x.lowerIsBetter ? ' ↓' : ''}`, fmtSignedV(x.metric, x.diff),
-          `[${fmtSignedV(x.metric, x.lo)}, ${fmtSignedV(x.metric, x.hi)}]`, fmtP(x.p), better ? `**${mdCell(better)}**` : 'no', String(x.queries),
+          `[${fmtSignedV(x.metric, x.lo)}, ${fmtSignedV(x.metric, x.hi)}]`, fmtP(x.p), better ? `**${mdCell(better)}**` : 'no',
+          x.units === x.queries ? String(x.queries) : `${x.queries} (${x.units} groups)`,
           `${x.seeds.b}/${x.seeds.a}`,
         ];
       });
       parts.push('### Paired significance tests',
         `Paired bootstrap over queries (${s.significance.resamples} resamples, seed ${s.significance.seed}): per query, the metric averaged over the seeds of each variant; ` +
         'difference B − A of the means over the group\'s queries (as query language), its 95% interval and the two-sided p-value of no difference. ' +
+        (set.kind === 'lareqa' ? 'Translations of a question are not independent: each resample draws whole parallel groups (a question in all its languages). ' : '') +
         '"better at 5%" names the better variant when p < 0.05 (↓: lower is better). With several comparisons, read single p-values near 0.05 with care.',
         table(['B − A', 'group', 'metric', 'difference', '95% interval', 'p', 'better at 5%', 'queries', 'seeds B/A'], rows,
           ['l', 'l', 'l', 'r', 'r', 'r', 'l', 'r', 'r']));

@@ -30,6 +30,8 @@ export interface BootstrapResult {
   p: number;
   /** Queries compared. */
   n: number;
+  /** Units resampled: clusters, or the queries. */
+  units: number;
   resamples: number;
 }
 
@@ -38,6 +40,11 @@ export interface BootstrapOptions {
   seed: number;
   /** Confidence level of the interval (default 0.95). */
   level?: number;
+  /**
+   * Cluster of each query (integers 0..C-1): resample whole clusters instead of single queries
+   * (e.g. a question and its translations, which are not independent). Default: each query alone.
+   */
+  clusters?: ArrayLike<number>;
 }
 
 /**
@@ -52,6 +59,9 @@ export interface BootstrapOptions {
  * d is the observed mean difference and d*_b the mean of resample b. Identical systems give
  * d = 0 and p = 1; a difference far outside the resampling spread gives p = 1 / (B + 1).
  * The interval is the percentile interval of d*_b.
+ *
+ * With `clusters`, a resample draws C clusters with replacement and d*_b is the mean over the
+ * queries of the drawn clusters (a cluster bootstrap: correlated queries move together).
  */
 export function pairedBootstrap(diffs: readonly ArrayLike<number>[], o: BootstrapOptions): BootstrapResult[] {
   if (!diffs.length) return [];
@@ -59,21 +69,41 @@ export function pairedBootstrap(diffs: readonly ArrayLike<number>[], o: Bootstra
   for (const d of diffs) if (d.length !== n) throw new Error(`pairedBootstrap: comparisons over different numbers of queries (${d.length} vs ${n})`);
   const B = o.resamples;
   if (!(Number.isInteger(B) && B >= 1)) throw new Error(`pairedBootstrap: resamples must be a positive integer, got ${B}`);
-  if (n === 0) return diffs.map(() => ({ diff: NaN, lo: NaN, hi: NaN, p: NaN, n: 0, resamples: B }));
+  if (n === 0) return diffs.map(() => ({ diff: NaN, lo: NaN, hi: NaN, p: NaN, n: 0, units: 0, resamples: B }));
   const K = diffs.length;
   const cols = diffs.map((d) => Float64Array.from(d as ArrayLike<number>));
   for (const c of cols) for (let i = 0; i < n; i++) if (!Number.isFinite(c[i])) throw new Error(`pairedBootstrap: non-finite difference at query ${i}`);
   const observed = cols.map((c) => c.reduce((a, b) => a + b, 0) / n);
+  // Units of resampling: clusters (sums and sizes) or single queries.
+  let units = cols, size: Float64Array | null = null;
+  if (o.clusters) {
+    if (o.clusters.length !== n) throw new Error(`pairedBootstrap: ${o.clusters.length} cluster ids for ${n} queries`);
+    let C = 0;
+    for (let i = 0; i < n; i++) {
+      const c = o.clusters[i];
+      if (!(Number.isInteger(c) && c >= 0)) throw new Error(`pairedBootstrap: cluster id ${c} at query ${i} is not an integer >= 0`);
+      C = Math.max(C, c + 1);
+    }
+    size = new Float64Array(C);
+    units = cols.map(() => new Float64Array(C));
+    for (let i = 0; i < n; i++) {
+      size[o.clusters[i]]++;
+      for (let k = 0; k < K; k++) units[k][o.clusters[i]] += cols[k][i];
+    }
+  }
+  const U = units[0].length;
   const rnd = mulberry32(o.seed);
   const means = cols.map(() => new Float64Array(B));
   const sums = new Float64Array(K);
   for (let b = 0; b < B; b++) {
     sums.fill(0);
-    for (let i = 0; i < n; i++) {
-      const j = Math.floor(rnd() * n);
-      for (let k = 0; k < K; k++) sums[k] += cols[k][j];
+    let count = 0;
+    for (let i = 0; i < U; i++) {
+      const j = Math.floor(rnd() * U);
+      count += size ? size[j] : 1;
+      for (let k = 0; k < K; k++) sums[k] += units[k][j];
     }
-    for (let k = 0; k < K; k++) means[k][b] = sums[k] / n;
+    for (let k = 0; k < K; k++) means[k][b] = count ? sums[k] / count : 0;
   }
   const level = o.level ?? 0.95;
   return cols.map((_, k) => {
@@ -89,6 +119,6 @@ export function pairedBootstrap(diffs: readonly ArrayLike<number>[], o: Bootstra
       const lo = Math.floor(x), hi = Math.ceil(x);
       return sorted[lo] + (sorted[hi] - sorted[lo]) * (x - lo);
     };
-    return { diff: d, lo: q((1 - level) / 2), hi: q(1 - (1 - level) / 2), p: (1 + extreme) / (B + 1), n, resamples: B };
+    return { diff: d, lo: q((1 - level) / 2), hi: q(1 - (1 - level) / 2), p: (1 + extreme) / (B + 1), n, units: U, resamples: B };
   });
 }
