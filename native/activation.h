@@ -14,6 +14,9 @@ void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C);
 void gelu_forward(float* y, const float* x, int64_t n);
 // dx = dy * gelu'(x) (written with =; dx may alias dy).
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n);
+// The same through libm in double: the reference the vectorised versions are checked against.
+void gelu_forward_reference(float* y, const float* x, int64_t n);
+void gelu_backward_reference(float* dx, const float* dy, const float* x, int64_t n);
 
 void tanh_forward(float* y, const float* x, int64_t n);
 // dx = dy * (1 - y^2) given the output y (dx may alias dy).

@@ -6,6 +6,7 @@
 
 #include "activation.h"
 #include "common.h"
+#include "vmath.h"
 
 namespace xlir {
 
@@ -37,7 +38,8 @@ void scores_softmax(float* P, const float* q, const float* k, int64_t L, int64_t
     float mx = row[0];
     for (int64_t j = 1; j < L; j++) mx = row[j] > mx ? row[j] : mx;
     float sum = 0;
-    for (int64_t j = 0; j < L; j++) sum += (row[j] = std::exp(row[j] - mx));
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < L; j++) sum += (row[j] = exp_approx(row[j] - mx));
     float inv = 1.f / sum;
     for (int64_t j = 0; j < L; j++) row[j] *= inv;
   }
