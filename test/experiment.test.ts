@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { checkExperimentConfig, expandCells, expandEnv, readExperimentConfig, selectCells, ConfigError } from '../src/experiment/config.ts';
 import { pairedBootstrap, spread } from '../src/experiment/stats.ts';
 import { corpusVocab } from '../src/experiment/vocab.ts';
-import { runExperiment } from '../src/experiment/runner.ts';
+import { languageGroups, runExperiment } from '../src/experiment/runner.ts';
 import type { ExperimentSummary } from '../src/experiment/report.ts';
 import { mulberry32 } from '../src/rng.ts';
 
@@ -95,6 +95,14 @@ test('experiment config: defaults, env expansion, errors naming the field, cell 
   bad({ eval: { tydiqa: { dir: '/t', languages: [] } } }, /eval\.tydiqa\.languages: no language/);
   bad({ eval: { lareqa: {} } }, /eval\.lareqa: give dir, or train on data\.lareqa/);
   bad({ significance: { pairs: [['mono', 'other']] } }, /no variant named "other"/);
+
+  // Language groups of an evaluation set: seen / zero-shot (held-out when it differs) / low / high.
+  const train = ['ar', 'de', 'en', 'es', 'hi', 'ru', 'th', 'tr', 'zh'];
+  assert.deepEqual(languageGroups(['sw', 'te', 'bn', 'hi', 'el', 'vi'], train, ['sw', 'te', 'bn'], ['el', 'vi']), {
+    seen: ['hi'], 'zero-shot': ['sw', 'te', 'bn', 'el', 'vi'], 'held-out': ['el', 'vi'], 'low-resource': ['sw', 'te', 'bn'], 'high-resource': ['hi', 'el', 'vi'],
+  });
+  assert.deepEqual(languageGroups(['en', 'el', 'vi'], train, [], ['ell', 'vi']), { seen: ['en'], 'zero-shot': ['el', 'vi'] });
+  assert.deepEqual(languageGroups(['en', 'de'], train, []), {});
 
   // The shipped full-scale config parses (paths need not exist for that).
   const z = readExperimentConfig(join(ROOT, 'experiments', 'xquad-r-zero-shot.yaml'), { XLIR_SHARED: SHARED });

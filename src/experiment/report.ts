@@ -138,7 +138,7 @@ export function buildSummary(
     const pairs: [string, string][] = (c.significance.pairs ?? rows.flatMap((a, i) => rows.slice(i + 1).map((b) => [a, b] as [string, string])))
       .filter(([a, b]) => [a, b].every((x) => (x === REFERENCE ? !!reference : rows.includes(x))));
     if (!pairs.length) continue;
-    const testGroups = ['all', 'zero-shot', 'low-resource'].filter((x) => g[x]);
+    const testGroups = ['all', 'zero-shot', 'held-out', 'low-resource'].filter((x) => g[x]);
     for (const qm of QUERY_METRICS[kind]) {
       const means = new Map<string, Map<string, number>>();
       for (const row of new Set(pairs.flat())) means.set(row, queryMeans(outcomesOf(row), qm.name));
@@ -194,6 +194,13 @@ export function buildSummary(
 // ---------------------------------------------------------------------------------------------
 // Markdown
 
+/** A picture of the report: alt text and caption, file, and links shown after the caption. */
+export interface Picture {
+  title: string;
+  file: string;
+  links?: string;
+}
+
 const isRank = (metric: string) => metric === 'rank distance';
 const fmtV = (metric: string, x: number) => (isRank(metric) ? fmtRank(x) : fmt3(x));
 
@@ -225,7 +232,7 @@ function rowLabel(row: string): string {
 }
 
 /** The whole report.md text (pictures passed in as relative paths). */
-export function experimentMarkdown(s: ExperimentSummary, pictures: Record<string, { title: string; file: string }[]>, warnings: string[] = []): string {
+export function experimentMarkdown(s: ExperimentSummary, pictures: Record<string, Picture[]>, warnings: string[] = []): string {
   const parts: string[] = [];
   parts.push(`# Experiment ${code(s.name)}`);
   if (s.description) parts.push(s.description.trim());
@@ -246,7 +253,8 @@ export function experimentMarkdown(s: ExperimentSummary, pictures: Record<string
   parts.push(
     'Values are the mean ± sample standard deviation over the seeds, with (min–max); the *untrained (reference)* row is the base model before training, ' +
       'evaluated once. mAP and recall: higher is better; rank distance (multilingual language bias, METHOD.md section 5): lower is better. ' +
-      'Groups: *seen* = languages in the training data, *zero-shot* = languages absent from it (held out or never present); ' +
+      'Groups: *seen* = languages in the training data, *zero-shot* = languages absent from it (held out or never present), ' +
+      '*held-out* = the zero-shot languages held out on purpose (shown when the data also has never-present ones), *low-resource* as configured, *high-resource* = the others; ' +
       'in a group row, cross-lingual averages the pairs whose query or pool language is in the group.',
   );
   for (const w of warnings) parts.push(`> Note: ${mdCell(w)}`);
@@ -296,7 +304,7 @@ export function experimentMarkdown(s: ExperimentSummary, pictures: Record<string
           ['l', 'l', 'l', 'r', 'r', 'r', 'l', 'r', 'r']));
     }
     const pics = pictures[set.name] ?? [];
-    if (pics.length) parts.push('### Pictures', pics.map((p) => `![${p.title}](${p.file})\n\n${p.title}`).join('\n\n'));
+    if (pics.length) parts.push('### Pictures', pics.map((p) => `![${p.title}](${p.file})\n\n${p.title}${p.links ? ` (${p.links})` : ''}`).join('\n\n'));
   }
 
   const cellRows = s.cells.map((x) => [
@@ -410,7 +418,7 @@ export async function writeExperimentReport(
 ): Promise<string> {
   const pngMode = o.png ?? 'auto';
   const warnings: string[] = [];
-  const pictures: Record<string, { title: string; file: string }[]> = {};
+  const pictures: Record<string, Picture[]> = {};
   const picture = async (spec: TopLevelSpec, base: string, title: string, set: string) => {
     const svg = await renderSvg(spec);
     await writeFileAtomic(join(out, `${base}.svg`), svg);
@@ -425,7 +433,7 @@ export async function writeExperimentReport(
         if (!warnings.includes(w)) warnings.push(w);
       }
     }
-    (pictures[set] ??= []).push({ title: `${title} ([SVG](${base}.svg))`, file });
+    (pictures[set] ??= []).push({ title, file, links: file.endsWith('.png') ? `[SVG](${base}.svg)` : undefined });
   };
   for (const set of s.evalSets) {
     const safe = set.name.replace(/[^A-Za-z0-9._-]/g, '_');
@@ -444,9 +452,9 @@ export async function writeExperimentReport(
       const paths = await writeReport(averageResults(rs, row === REFERENCE ? 'untrained' : row), dir, { png: pngMode });
       const rel = `variants/${row}/${safe}`;
       (pictures[set.name] ??= []).push({
-        title: `${row === REFERENCE ? 'untrained (reference)' : row}: mAP, query × pool language, mean over ${rs.length} seed${rs.length === 1 ? '' : 's'} ` +
-          `([report](${rel}/report.md), [SVG](${rel}/heatmap.svg))`,
+        title: `${row === REFERENCE ? 'untrained (reference)' : row}: mAP, query × pool language, mean over ${rs.length} seed${rs.length === 1 ? '' : 's'}`,
         file: paths.heatmapPng ? `${rel}/heatmap.png` : `${rel}/heatmap.svg`,
+        links: `[report](${rel}/report.md)${paths.heatmapPng ? `, [SVG](${rel}/heatmap.svg)` : ''}`,
       });
     }
   }

@@ -27,6 +27,7 @@ import { writeFileAtomic } from '../report/write.ts';
 import { SCRATCH_SIZES, parseTrainArgs, type TrainConfig } from '../train-config.ts';
 import { runTrain } from '../train-command.ts';
 import { TextTokenizer } from '../tokenizer.ts';
+import { canonicalLanguage } from '../data/languages.ts';
 import { expandCells, optionArgs, selectCells, type Cell, type ExperimentConfig } from './config.ts';
 import { evalSetKey, prepareData, type EvalSet, type PreparedData } from './data.ts';
 import { evaluateAll, type EvalOutcome } from './evaluate.ts';
@@ -92,12 +93,15 @@ function readJson<T>(p: string): T | null {
 }
 
 /** The language groups of an evaluation set (each named group only when non-empty). */
-export function languageGroups(langs: string[], trainLanguages: string[], lowResource: string[]): Record<string, string[]> {
+export function languageGroups(langs: string[], trainLanguages: string[], lowResource: string[], heldOut: string[] = []): Record<string, string[]> {
   const g: Record<string, string[]> = {};
   const seen = langs.filter((l) => trainLanguages.includes(l)), zero = langs.filter((l) => !trainLanguages.includes(l));
   const low = langs.filter((l) => lowResource.includes(l)), high = langs.filter((l) => !lowResource.includes(l));
+  const held = langs.filter((l) => heldOut.map(canonicalLanguage).includes(l));
   if (seen.length && zero.length) (g.seen = seen), (g['zero-shot'] = zero);
   else if (zero.length) g['zero-shot'] = zero;
+  // Held out on purpose, when the zero-shot group also has languages the data never had.
+  if (held.length && held.length < zero.length) g['held-out'] = held;
   if (low.length) (g['low-resource'] = low), high.length && (g['high-resource'] = high);
   return g;
 }
@@ -161,7 +165,7 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
 
   const data = await prepareData(c, out, log);
   const groups: Record<string, Record<string, string[]>> = {};
-  for (const s of data.evalSets) groups[s.name] = languageGroups(setLanguages(s), data.trainLanguages, c.lowResource);
+  for (const s of data.evalSets) groups[s.name] = languageGroups(setLanguages(s), data.trainLanguages, c.lowResource, c.heldOutLanguages);
 
   const all = expandCells(c);
   const picked = new Set(selectCells(all, o.cells).map((x) => x.id));
@@ -233,9 +237,11 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
     else if (existsSync(join(dir, 'checkpoint'))) log(`cell ${cell.id}: resuming its run`);
     log(`cell ${cell.id} (${done + 1}/${todo.length}): training ${cell.variant.name}, seed ${cell.seed}`);
     const t1 = performance.now();
+    if (overwrite) rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    const train = await runTrain({ ...t, overwrite }, detail);
+    // Written first, so that a run killed during training still tells the next one what it was.
     await writeFileAtomic(join(dir, 'cell.json'), JSON.stringify({ id: cell.id, trainHash: tk, hash }, null, 1) + '\n');
+    const train = await runTrain(t, detail);
     if (train.result.state.stopped === 'interrupted') {
       interrupted = true;
       pending.push(cell.id);
