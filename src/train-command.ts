@@ -176,7 +176,10 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
       const vb = Math.min(c.batchSize, ...perLang.values());
       if (vb < 2) log(`validation: too few held-out groups for a batch (${val.records.length} pairs); no validation`);
       else {
-        const vs = new BatchSampler(items(val), samplerOptions(c, c.seed + 1, vb));
+        // Alignment pairs come from distinct groups, so a small split allows fewer of them.
+        const vo = samplerOptions(c, c.seed + 1, vb);
+        vo.alignmentPairs = Math.min(vo.alignmentPairs ?? 0, vb);
+        const vs = new BatchSampler(items(val), vo);
         for (let i = 0; i < c.validationBatches; i++) validation.push(assembleBatch(vs.next(), valData, c.hardNegatives));
         if (vb < c.batchSize) log(`validation: batches of ${vb} (the smallest language of the held-out groups)`);
       }

@@ -3,10 +3,9 @@
 // Defaults follow METHOD.md (the paper: AdamW lr 3e-5, weight decay 0.01, batch 100, hybrid alpha
 // 0.5, temperature 0.05); what the paper leaves open (lengths, warm-up, precision) is chosen here
 // and documented in --help.
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { readStructuredFile } from './config-file.ts';
 import type { Argv } from 'yargs';
 
 export const BATCHING = ['mono', 'cross', 'hybrid', 'multilingual'] as const;
@@ -66,20 +65,9 @@ export interface TrainConfig {
   cacheDir: string;
 }
 
-/** Reads a config file: YAML (which includes JSON) by extension, JSON otherwise. */
+/** Reads a config file: YAML by extension, JSON otherwise; it must hold a mapping of option names. */
 export function readConfigFile(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new Error(`config file ${path}: ${(e as Error).message}`);
-  }
-  let v: unknown;
-  try {
-    v = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
-  } catch (e) {
-    throw new Error(`config file ${path}: not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
-  }
+  const v = readStructuredFile(path, 'config file');
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`config file ${path}: expected a mapping of option names to values`);
   return v as Record<string, unknown>;
 }

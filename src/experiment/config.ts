@@ -27,10 +27,10 @@
 //     tatoeba: { dir, languages: [swh, tel] }     # bitext retrieval xxx -> eng
 //   reference: true                    # evaluate the untrained base model once
 //   significance: { resamples: 10000, seed: 0, pairs?: [[hybrid, x-y]] }
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { readStructuredFile } from '../config-file.ts';
 import { SCRATCH_SIZES } from '../train-config.ts';
 import { canonicalLanguage, isKnownLanguage } from '../data/languages.ts';
 
@@ -121,17 +121,11 @@ export function expandEnv(s: string, env: NodeJS.ProcessEnv = process.env, where
 
 /** Reads and checks an experiment file; paths become absolute (relative to the file's folder). */
 export function readExperimentConfig(path: string, env: NodeJS.ProcessEnv = process.env): ExperimentConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`experiment file ${path}: ${(e as Error).message}`);
-  }
   let raw: unknown;
   try {
-    raw = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+    raw = readStructuredFile(path, 'experiment file');
   } catch (e) {
-    throw new ConfigError(`experiment file ${path}: not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
+    throw new ConfigError((e as Error).message);
   }
   return checkExperimentConfig(raw, { source: resolve(path), baseDir: dirname(resolve(path)), env, defaultName: basename(path, extname(path)) });
 }
