@@ -33,6 +33,34 @@ if [ ! -d native/faiss/node_modules/faiss-node ] ||
   npm ci --prefix native/faiss --ignore-scripts --no-fund --no-audit
 fi
 
+# CUDA back end (issue 3): only when nvcc is present, cuBLASLt's headers and library come from
+# NVIDIA's cuBLAS wheel, installed offline from pip's configured indexes into .venv, where
+# CMakeLists.txt finds it: for CUDA 13 the package `nvidia-cublas` (include/ and lib/ under
+# site-packages/nvidia/cu13), for CUDA 12 `nvidia-cublas-cu12` (site-packages/nvidia/cublas).
+# Without nvcc nothing is installed and the build is CPU-only (the build log says which).
+if command -v nvcc >/dev/null 2>&1; then
+  cuda_major=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+  case "$cuda_major" in
+    12) cublas_pkg="nvidia-cublas-cu12"; cublas_dir="cublas" ;;
+    *) cublas_pkg="nvidia-cublas==${cuda_major}.*"; cublas_dir="cu${cuda_major}" ;;
+  esac
+  if ! ls .venv/lib/python3*/site-packages/nvidia/"$cublas_dir"/include/cublasLt.h >/dev/null 2>&1; then
+    # Every configured index: the first as --index-url (so pip never tries the network default),
+    # the rest as extra indexes (the cuBLAS wheel is not necessarily in the first).
+    read -r -a indexes <<<"$(pip config list 2>/dev/null | sed -n "s/^global.extra-index-url='\([^']*\)'.*/\1/p" | head -1)"
+    pip_index=()
+    for i in "${!indexes[@]}"; do
+      if [ "$i" = 0 ]; then pip_index+=(--index-url "${indexes[$i]}"); else pip_index+=(--extra-index-url "${indexes[$i]}"); fi
+    done
+    [ -x .venv/bin/pip ] || python3 -m venv .venv
+    echo "setup: nvcc ${cuda_major} found: installing $cublas_pkg into .venv for the CUDA back end"
+    .venv/bin/pip install -q "${pip_index[@]}" "$cublas_pkg" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" ||
+      true
+    ls .venv/lib/python3*/site-packages/nvidia/"$cublas_dir"/include/cublasLt.h >/dev/null 2>&1 ||
+      echo "setup: $cublas_pkg is not installable from pip's index; the engine is built without CUDA"
+  fi
+fi
+
 # cmake-js builds offline against the node-api-headers package ("binary.napi_versions" in package.json).
 npx cmake-js compile --out build >build.log 2>&1 || { tail -50 build.log; exit 1; }
 grep -E "xlir: CUDA" build.log | head -1 || true
