@@ -554,9 +554,33 @@ SearchInputs parse_search_inputs(const Napi::CallbackInfo& info, const std::stri
   return s;
 }
 
+// Queues `work` (which reads the inputs in place: they are kept alive until it settles) and
+// resolves with done(env).
+Napi::Value queue_search(Napi::Env env, const SearchInputs& in, std::function<void()> work,
+                         std::function<Napi::Value(Napi::Env)> done) {
+  PromiseWorker* w = new PromiseWorker(env, std::move(work), std::move(done), []() {});
+  w->keep(in.q);
+  w->keep(in.c);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// Runs f; any error, thrown while checking arguments, becomes a rejected promise.
+template <class F>
+Napi::Value rejecting(Napi::Env env, F f) {
+  try {
+    return f();
+  } catch (const Napi::Error& e) {
+    return rejected(env, e.Message());
+  } catch (const std::exception& e) {
+    return rejected(env, e.what());
+  }
+}
+
 Napi::Value SearchTopK(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  try {
+  return rejecting(env, [&]() -> Napi::Value {
     SearchInputs in = parse_search_inputs(info, "searchTopK");
     const double kd = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 0;
     if (!(kd >= 1) || kd != std::floor(kd))
@@ -571,30 +595,20 @@ Napi::Value SearchTopK(const Napi::CallbackInfo& info) {
     const int64_t nq = in.nq, nc = in.nc, d = in.d;
     auto sref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(scores));
     auto iref = std::make_shared<Napi::Reference<Napi::Int32Array>>(Napi::Persistent(ids));
-    PromiseWorker* w = new PromiseWorker(
-        env, [=]() { search_topk(q, nq, c, nc, d, k, sp, ip); },
+    return queue_search(
+        env, in, [=]() { search_topk(q, nq, c, nc, d, k, sp, ip); },
         [sref, iref](Napi::Env e) -> Napi::Value {
           Napi::Object r = Napi::Object::New(e);
           r.Set("scores", sref->Value());
           r.Set("ids", iref->Value());
           return r;
-        },
-        []() {});
-    w->keep(in.q);
-    w->keep(in.c);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
-  } catch (const Napi::Error& e) {
-    return rejected(env, e.Message());
-  } catch (const std::exception& e) {
-    return rejected(env, e.what());
-  }
+        });
+  });
 }
 
 Napi::Value ScoreMatrix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  try {
+  return rejecting(env, [&]() -> Napi::Value {
     SearchInputs in = parse_search_inputs(info, "scoreMatrix");
     const double n = double(in.nq) * double(in.nc);
     Napi::Float32Array out;
@@ -608,19 +622,10 @@ Napi::Value ScoreMatrix(const Napi::CallbackInfo& info) {
     float* op = out.Data();
     const int64_t nq = in.nq, nc = in.nc, d = in.d;
     auto oref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(out));
-    PromiseWorker* w = new PromiseWorker(
-        env, [=]() { score_matrix(q, nq, c, nc, d, op); },
-        [oref](Napi::Env) -> Napi::Value { return oref->Value(); }, []() {});
-    w->keep(in.q);
-    w->keep(in.c);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
-  } catch (const Napi::Error& e) {
-    return rejected(env, e.Message());
-  } catch (const std::exception& e) {
-    return rejected(env, e.what());
-  }
+    return queue_search(
+        env, in, [=]() { score_matrix(q, nq, c, nc, d, op); },
+        [oref](Napi::Env) -> Napi::Value { return oref->Value(); });
+  });
 }
 
 // Matrix-product peak for benchmarks: seconds for `iters` products [M,K] x [K,N] through the
