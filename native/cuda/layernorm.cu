@@ -1,0 +1,182 @@
+// LayerNorm kernels (layernorm.cuh). Shapes: rows [N, C] row-major, C any size (BERT: 768, 1024).
+// Forward: a warp per row, 8 rows per block; three passes over the row (sum; squared deviations;
+// output) read x from L1/L2 after the first, which keeps the kernel generic in C and exact in the
+// two-pass variance (no E[x^2] - E[x]^2 cancellation; BERT's eps is 1e-12).
+#include "common.cuh"
+#include "layernorm.cuh"
+
+namespace xlir {
+namespace cuda {
+
+namespace {
+
+const int kRowsPerBlock = 8;    // warps per block in the row kernels
+const int kChunkRows = 64;      // rows per partial column sum in the parameter-gradient kernels
+
+enum class Source { Residual, Embedding };
+
+template <Source S>
+__global__ void layernorm_forward_kernel(float* x, float* __restrict__ y, __nv_bfloat16* __restrict__ y16,
+                                         float* __restrict__ mean, float* __restrict__ rstd, const float* a,
+                                         const float* b, const int32_t* __restrict__ ids,
+                                         const int32_t* __restrict__ pos_ids, const int32_t* __restrict__ type_ids,
+                                         const float* __restrict__ word, const float* __restrict__ pos,
+                                         const float* __restrict__ type, int64_t vocab, int64_t max_pos,
+                                         int64_t type_vocab, const float* __restrict__ w,
+                                         const float* __restrict__ beta, int64_t N, int C, float eps) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  if (row >= N) return;
+  float* xr = x + row * C;
+  float sum = 0.f;
+  if (S == Source::Residual) {
+    const float* ar = a + row * C;
+    const float* br = b ? b + row * C : nullptr;
+    for (int c = lane; c < C; c += 32) {
+      float v = ar[c] + (br ? br[c] : 0.f);
+      xr[c] = v;
+      sum += v;
+    }
+  } else {
+    const int32_t id = ids[row], p = pos_ids[row], t = type_ids[row];
+    const bool ok = id >= 0 && id < vocab && p >= 0 && p < max_pos && t >= 0 && t < type_vocab;
+    const float* wr = word + int64_t(ok ? id : 0) * C;
+    const float* pr = pos + int64_t(ok ? p : 0) * C;
+    const float* tr = type + int64_t(ok ? t : 0) * C;
+    for (int c = lane; c < C; c += 32) {
+      // The CPU's order: (word + pos) + type.
+      float v = ok ? (wr[c] + pr[c]) + tr[c] : __int_as_float(0x7fc00000);
+      xr[c] = v;
+      sum += v;
+    }
+  }
+  // Each lane reads back only the elements it wrote itself: no synchronisation needed.
+  const float m = warp_sum(sum) / float(C);
+  float var = 0.f;
+  for (int c = lane; c < C; c += 32) {
+    float d = xr[c] - m;
+    var += d * d;
+  }
+  const float r = 1.f / sqrtf(warp_sum(var) / float(C) + eps);
+  float* yr = y + row * C;
+  for (int c = lane; c < C; c += 32) {
+    float v = (xr[c] - m) * r * w[c] + beta[c];
+    yr[c] = v;
+    if (y16) y16[row * C + c] = to_bf16(v);
+  }
+  if (lane == 0) {
+    if (mean) mean[row] = m;
+    if (rstd) rstd[row] = r;
+  }
+}
+
+__global__ void layernorm_backward_dx_kernel(float* __restrict__ dx, const float* __restrict__ dy,
+                                             const float* __restrict__ x, const float* __restrict__ w,
+                                             const float* __restrict__ mean, const float* __restrict__ rstd, int64_t N,
+                                             int C, bool accumulate) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  if (row >= N) return;
+  const float* xr = x + row * C;
+  const float* dyr = dy + row * C;
+  const float m = mean[row], r = rstd[row];
+  float sum_g = 0.f, sum_gx = 0.f;  // g = dy * w, x_hat = (x - m) * r
+  for (int c = lane; c < C; c += 32) {
+    float g = dyr[c] * w[c];
+    sum_g += g;
+    sum_gx += g * ((xr[c] - m) * r);
+  }
+  const float mg = warp_sum(sum_g) / float(C), mgx = warp_sum(sum_gx) / float(C);
+  float* dxr = dx + row * C;
+  for (int c = lane; c < C; c += 32) {
+    float v = r * (dyr[c] * w[c] - mg - (xr[c] - m) * r * mgx);
+    dxr[c] = accumulate ? dxr[c] + v : v;
+  }
+}
+
+// partial[chunk][0..C) = sum over the chunk's rows of dy * x_hat, partial[chunk][C..2C) = of dy.
+__global__ void layernorm_param_partial_kernel(float* __restrict__ partial, const float* __restrict__ dy,
+                                               const float* __restrict__ x, const float* __restrict__ mean,
+                                               const float* __restrict__ rstd, int64_t N, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const int64_t r0 = int64_t(blockIdx.y) * kChunkRows, r1 = min(N, r0 + kChunkRows);
+  float sw = 0.f, sb = 0.f;
+  for (int64_t r = r0; r < r1; r++) {
+    float g = dy[r * C + c];
+    sw += g * ((x[r * C + c] - mean[r]) * rstd[r]);
+    sb += g;
+  }
+  partial[int64_t(blockIdx.y) * 2 * C + c] = sw;
+  partial[int64_t(blockIdx.y) * 2 * C + C + c] = sb;
+}
+
+__global__ void layernorm_param_reduce_kernel(float* __restrict__ dw, float* __restrict__ db,
+                                              const float* __restrict__ partial, int chunks, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  double sw = 0, sb = 0;
+  for (int k = 0; k < chunks; k++) {
+    sw += partial[int64_t(k) * 2 * C + c];
+    sb += partial[int64_t(k) * 2 * C + C + c];
+  }
+  dw[c] += float(sw);
+  db[c] += float(sb);
+}
+
+void check_rows(int64_t N, int64_t C, const char* what) {
+  XLIR_CHECK(N >= 0 && C >= 1 && C < (int64_t(1) << 30), what << ": bad shape [" << N << ", " << C << "]");
+}
+
+}  // namespace
+
+void residual_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const float* a,
+                                const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
+                                cudaStream_t stream) {
+  check_rows(N, C, "cuda residual_layernorm_forward");
+  XLIR_CHECK(x && y && a && w && beta, "cuda residual_layernorm_forward: null pointer");
+  if (N == 0) return;
+  layernorm_forward_kernel<Source::Residual><<<ceil_div(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(
+      x, y, y16, mean, rstd, a, b, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0, 0, w, beta, N, int(C), eps);
+  XLIR_CUDA_LAUNCH_CHECK();
+}
+
+void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const int32_t* ids,
+                                 const int32_t* pos_ids, const int32_t* type_ids, const float* word, const float* pos,
+                                 const float* type, int64_t vocab, int64_t max_pos, int64_t type_vocab, const float* w,
+                                 const float* beta, int64_t T, int64_t C, float eps, cudaStream_t stream) {
+  check_rows(T, C, "cuda embedding_layernorm_forward");
+  XLIR_CHECK(x && y && ids && pos_ids && type_ids && word && pos && type && w && beta,
+             "cuda embedding_layernorm_forward: null pointer");
+  XLIR_CHECK(vocab >= 1 && max_pos >= 1 && type_vocab >= 1, "cuda embedding_layernorm_forward: empty table");
+  if (T == 0) return;
+  layernorm_forward_kernel<Source::Embedding><<<ceil_div(T, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(
+      x, y, y16, mean, rstd, nullptr, nullptr, ids, pos_ids, type_ids, word, pos, type, vocab, max_pos, type_vocab, w,
+      beta, T, int(C), eps);
+  XLIR_CUDA_LAUNCH_CHECK();
+}
+
+int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) { return 2 * C * ((N + kChunkRows - 1) / kChunkRows); }
+
+void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                        const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
+                        cudaStream_t stream) {
+  check_rows(N, C, "cuda layernorm_backward");
+  XLIR_CHECK(dx && dy && x && w && mean && rstd, "cuda layernorm_backward: null pointer");
+  XLIR_CHECK((dw == nullptr) == (db == nullptr), "cuda layernorm_backward: dw and db must both be given or both null");
+  XLIR_CHECK(!dw || scratch, "cuda layernorm_backward: parameter gradients need scratch (layernorm_backward_scratch_floats)");
+  if (N == 0) return;
+  layernorm_backward_dx_kernel<<<ceil_div(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(dx, dy, x, w, mean, rstd,
+                                                                                              N, int(C), accumulate);
+  XLIR_CUDA_LAUNCH_CHECK();
+  if (!dw) return;
+  const int chunks = ceil_div(N, kChunkRows);
+  XLIR_CHECK(chunks < 65536, "cuda layernorm_backward: " << N << " rows exceed " << 65535 * kChunkRows);
+  layernorm_param_partial_kernel<<<dim3(ceil_div(C, 128), chunks), 128, 0, stream>>>(scratch, dy, x, mean, rstd, N, int(C));
+  XLIR_CUDA_LAUNCH_CHECK();
+  layernorm_param_reduce_kernel<<<ceil_div(C, 128), 128, 0, stream>>>(dw, db, scratch, chunks, int(C));
+  XLIR_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace cuda
+}  // namespace xlir

@@ -1,0 +1,40 @@
+// LayerNorm over the last dimension of [N, C] rows with the op that produces its input fused in:
+// the residual add (x = a + b, every post-LN block of BERT) or the embedding gather
+// (x = word[id] + pos[pos_id] + type[type_id]). Forward beside backward, as the CPU layernorm.h.
+// Design: one warp per row; the LayerNorm input x is written out (backward needs it, and it is the
+// residual stream) together with mean and 1/std per row; backward recomputes x_hat from them.
+// Parameter gradients accumulate with += and are deterministic: per-chunk column sums (64 rows each)
+// in a fixed order, then a fixed-order sum of the chunks; no atomics. The input gradient is written
+// with = (or added with += when `accumulate`, for a residual branch that already holds a gradient).
+// Optional y16 receives a bf16 copy of y, the input of the next bf16 matrix product.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace xlir {
+namespace cuda {
+
+// x = a + b (b may be null: x = a; x may alias a), y = (x - mean) * rstd * w + beta.
+void residual_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const float* a,
+                                const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
+                                cudaStream_t stream);
+
+// x[t] = word[ids[t]] + pos[pos_ids[t]] + type[type_ids[t]], then LayerNorm as above. Ids must lie in
+// [0, vocab), [0, max_pos), [0, type_vocab): the host validates them (embedding_grad_plan does); a
+// row with an id out of range is written as NaN instead of reading outside the table.
+void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const int32_t* ids,
+                                 const int32_t* pos_ids, const int32_t* type_ids, const float* word, const float* pos,
+                                 const float* type, int64_t vocab, int64_t max_pos, int64_t type_vocab, const float* w,
+                                 const float* beta, int64_t T, int64_t C, float eps, cudaStream_t stream);
+
+// Scratch (floats) that layernorm_backward needs for N rows of C.
+int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C);
+// dx (= or +=) from dy; dw, db += (both null for frozen parameters).
+void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                        const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
+                        cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace xlir
