@@ -143,6 +143,17 @@ static void run(const char* group, const std::function<void()>& f) {
   std::fflush(stdout);
 }
 
+// One case inside a group: an exception fails that case and the group goes on with the next.
+static void guard(const std::string& name, const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    g_checks++, g_failed++;
+    std::printf("not ok %s: exception: %s\n", name.c_str(), e.what());
+    cudaGetLastError();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 static void test_gemm() {
   std::mt19937 rng(1);
@@ -167,14 +178,14 @@ static void test_gemm() {
     char name[160];
     std::snprintf(name, sizeof name, "gemm ta=%d tb=%d %ldx%ldx%ld batch=%ld alpha=%g beta=%g", c.ta, c.tb, long(c.M),
                   long(c.N), long(c.K), long(c.batch), c.alpha, c.beta);
-    {
+    guard(std::string(name) + " fp32", [&] {
       Dev<float> dA(A), dB(B), dC(C0);
       cuda::gemm(g, dA.p, dB.p, dC.p, cuda::DType::F32, cuda::DType::F32, g_stream);
       // fp32 inputs, fp32 accumulation (no TF32): only the summation order differs from the
       // double-accumulated reference; K <= 768 terms of N(0,1) products give ~1e-7 typically.
       report(std::string(name) + " cuBLASLt fp32 vs reference", rel_err(dC.get(), Cref), 1e-5);
-    }
-    {
+    });
+    guard(std::string(name) + " bf16", [&] {
       auto A16 = to_bf16_host(A), B16 = to_bf16_host(B);
       Vec Ar = from_bf16_host(A16), Br = from_bf16_host(B16), Cr = C0;
       gemm_reference(g, Ar.data(), Br.data(), Cr.data());
@@ -198,7 +209,7 @@ static void test_gemm() {
           for (int64_t j = 0; j < c.N; j++) o2.push_back(out[size_t(i * g.ldc + j)]), want.push_back(Cr[size_t(i * g.ldc + j)]);
         report(std::string(name) + " cuBLASLt bf16 -> bf16 output", rel_err(o2, want), 4e-3);
       }
-    }
+    });
   }
   // Linear layer with the bias epilogue (Y = X W^T + b), fp32 and bf16 inputs.
   {
@@ -423,8 +434,8 @@ static void test_activation() {
 
 // ---------------------------------------------------------------------------------------------
 // One attention case: GPU forward and backward against the CPU's (fp32 oneDNN path).
-static void attention_case(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths, float p,
-                           std::mt19937& rng) {
+static void attention_case_body(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths,
+                                float p, std::mt19937& rng) {
   std::vector<int64_t> off64;
   int64_t T = 0, maxL = 0;
   for (auto L : lengths) off64.push_back(T), T += L, maxL = std::max<int64_t>(maxL, L);
@@ -455,6 +466,11 @@ static void attention_case(const std::string& tag, int64_t H, int64_t nh, const 
   // nearly equal numbers on some entries; 1e-4 on the tensor bounds that amplification while an
   // O(1) error (a wrong term or index) would show as ~1.
   report("attention " + tag + " backward dqkv vs CPU", rel_err(ddqkv.get(), dqkv), 1e-4);
+}
+
+static void attention_case(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths, float p,
+                           std::mt19937& rng) {
+  guard("attention " + tag, [&] { attention_case_body(tag, H, nh, lengths, p, rng); });
 }
 
 static void test_attention() {
