@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { native, type NativeModel, type NativeModelConfig, type TokenBatch } from '../src/native.ts';
 import { concatBatches } from '../src/encoder.ts';
+import { randomBatch } from './helpers/random-tokens.ts';
 
 const cfg: NativeModelConfig = {
   arch: 'roberta', vocabSize: 50, hiddenSize: 32, numLayers: 2, numHeads: 4, intermediateSize: 64, maxPositions: 24,
@@ -11,12 +12,8 @@ const cfg: NativeModelConfig = {
   hasPooler: false, normalize: true, seed: 7,
 };
 
-function batch(n: number, seed: number): TokenBatch {
-  let s = seed;
-  const r = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  const seqs = Array.from({ length: n }, () => [0, ...Array.from({ length: 2 + Math.floor(r() * 12) }, () => 3 + Math.floor(r() * 47)), 2]);
-  return { ids: Int32Array.from(seqs.flat()), lengths: Int32Array.from(seqs.map((q) => q.length)) };
-}
+// Roberta ids: <s> = 0, </s> = 2, words from [3, 50).
+const batch = (n: number, seed: number): TokenBatch => randomBatch(n, seed, { bos: 0, eos: 2, minWords: 2, maxWords: 13, lo: 3, hi: 50 });
 
 function slice(b: TokenBatch, from: number, to: number): TokenBatch {
   let t0 = 0;

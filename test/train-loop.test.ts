@@ -11,6 +11,7 @@ import { ContrastiveTrainer } from '../src/trainer.ts';
 import { TokenStore } from '../src/token-cache.ts';
 import { assembleBatch, trainLoop, type LoopOptions, type LoopSampler, type TokenizedData } from '../src/train-loop.ts';
 import type { NativeModelConfig } from '../src/native.ts';
+import { randomSequences } from './helpers/random-tokens.ts';
 
 const cfg: NativeModelConfig = {
   arch: 'roberta', vocabSize: 80, hiddenSize: 32, numLayers: 2, numHeads: 4, intermediateSize: 64, maxPositions: 40,
@@ -26,14 +27,8 @@ function store(seqs: number[][]): TokenStore {
 
 // 40 records: query = random words, positive = the same words shifted into another id range.
 function data(): TokenizedData {
-  let s = 5;
-  const r = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  const q: number[][] = [], p: number[][] = [];
-  for (let i = 0; i < 40; i++) {
-    const w = Array.from({ length: 3 + Math.floor(r() * 8) }, () => 3 + Math.floor(r() * 38));
-    q.push([0, ...w, 2]);
-    p.push([0, ...w.map((x) => x + 38).reverse(), 2]);
-  }
+  const q = randomSequences(40, 5, { bos: 0, eos: 2, minWords: 3, maxWords: 10, lo: 3, hi: 41 });
+  const p = q.map((s) => [0, ...s.slice(1, -1).map((x) => x + 38).reverse(), 2]);
   p.push([0, 5, 6, 7, 2]);  // one hard negative for record 0
   const negatives = Array.from({ length: 40 }, (_, i) => (i === 0 ? Int32Array.from([40]) : new Int32Array(0)));
   return { queries: store(q), passages: store(p), negatives };

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { Encoder } from '../src/encoder.ts';
 import { ContrastiveTrainer, type StepInput } from '../src/trainer.ts';
 import type { NativeModelConfig, TokenBatch } from '../src/native.ts';
+import { randomBatch } from './helpers/random-tokens.ts';
 
 const cfg: NativeModelConfig = {
   arch: 'bert', vocabSize: 60, hiddenSize: 32, numLayers: 2, numHeads: 4, intermediateSize: 64, maxPositions: 32,
@@ -12,12 +13,8 @@ const cfg: NativeModelConfig = {
   hasPooler: true, normalize: true, seed: 3,
 };
 
-function seqs(n: number, seed: number): TokenBatch {
-  let s = seed;
-  const r = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  const all = Array.from({ length: n }, () => [2, ...Array.from({ length: 1 + Math.floor(r() * 14) }, () => 4 + Math.floor(r() * 56)), 3]);
-  return { ids: Int32Array.from(all.flat()), lengths: Int32Array.from(all.map((x) => x.length)) };
-}
+// BERT ids: [CLS] = 2, [SEP] = 3, words from [4, 60).
+const seqs = (n: number, seed: number): TokenBatch => randomBatch(n, seed, { bos: 2, eos: 3, minWords: 1, maxWords: 14, lo: 4, hi: 60 });
 
 const optim = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 0 };
 const input: StepInput = { queries: seqs(5, 1), passages: seqs(8, 2), alignA: seqs(4, 3), alignB: seqs(4, 4) };
