@@ -411,6 +411,7 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     eps_ = float(num_field(o, "eps", w));
     wd_ = float(num_field(o, "weightDecay", w));
     max_norm_ = float(num_field(o, "maxGradNorm", w));
+    if (!o.Get("sparseEmbeddings").IsUndefined()) sparse_embeddings_ = bool_field(o, "sparseEmbeddings", w);
     const int64_t n = wrap_->model(env).num_params();
     m_.assign(size_t(n), 0.f);
     v_.assign(size_t(n), 0.f);
@@ -439,9 +440,17 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
   }
   double step(float lr) {
     Model& m = *wrap_model();
+    // The word-embedding table's gradient is zero outside the rows the batches touched (Model::
+    // touched_word_rows), so its norm and, in row-sparse mode, its update visit those rows only.
+    const ParamInfo& wp = m.word_embedding_param();
+    const std::vector<int32_t>& rows = m.touched_word_rows();
+    const int64_t width = wp.shape[1], nrows = int64_t(rows.size());
     double ss = 0;
-    for (const auto& p : m.params())
-      if (p.trainable) ss += sum_squares(m.grads() + p.offset, p.size);
+    for (const auto& p : m.params()) {
+      if (!p.trainable) continue;
+      ss += p.offset == wp.offset ? sum_squares_rows(m.grads() + p.offset, rows.data(), nrows, width)
+                                  : sum_squares(m.grads() + p.offset, p.size);
+    }
     const double norm = std::sqrt(ss);
     float scale = 1.f;
     if (max_norm_ > 0) {
@@ -452,6 +461,11 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     t_++;
     for (const auto& p : m.params()) {
       if (!p.trainable) continue;
+      if (sparse_embeddings_ && p.offset == wp.offset) {
+        adamw_update_rows(m.weights() + p.offset, m.grads() + p.offset, m_.data() + p.offset, v_.data() + p.offset,
+                          rows.data(), nrows, width, lr, beta1_, beta2_, eps_, p.decay ? wd_ : 0.f, scale, t_);
+        continue;
+      }
       adamw_update(m.weights() + p.offset, m.grads() + p.offset, m_.data() + p.offset, v_.data() + p.offset, p.size, lr,
                    beta1_, beta2_, eps_, p.decay ? wd_ : 0.f, scale, t_);
     }
@@ -488,6 +502,7 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
   std::vector<float> m_, v_;
   int64_t t_ = 0;
   float beta1_, beta2_, eps_, wd_, max_norm_;
+  bool sparse_embeddings_ = false;  // row-sparse AdamW of the word-embedding table (adamw.h)
 };
 
 Napi::Value InfoNCE(const Napi::CallbackInfo& info) {

@@ -78,6 +78,9 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
   W_.assign(size_t(n), 0.f);
   G_.assign(size_t(n), 0.f);
   trainable_flag_.assign(params_.size(), 1);
+  word_index_ = index_.at("embeddings.word_embeddings.weight");
+  row_touched_.assign(size_t(cfg_.vocab), 0);
+  touched_rows_.reserve(size_t(cfg_.vocab));
 
   word_ = P("embeddings.word_embeddings.weight");
   pos_ = P("embeddings.position_embeddings.weight");
@@ -148,7 +151,18 @@ bool Model::trainable(const float* p) const {
   return it != params_.end() && it->offset == off && trainable_flag_[size_t(it - params_.begin())];
 }
 
-void Model::zero_grad() { std::fill(G_.begin(), G_.end(), 0.f); }
+void Model::zero_grad() {
+  const ParamInfo& wp = word_embedding_param();
+  float* g = G_.data();
+  std::fill(g, g + wp.offset, 0.f);
+  std::fill(g + wp.offset + wp.size, g + G_.size(), 0.f);
+  const int64_t H = cfg_.hidden;
+  for (int32_t r : touched_rows_) {
+    std::fill(g + wp.offset + r * H, g + wp.offset + (r + 1) * H, 0.f);
+    row_touched_[size_t(r)] = 0;
+  }
+  touched_rows_.clear();
+}
 
 void Model::prepare_batch(const Batch& b, bool train) {
   XLIR_CHECK(b.B > 0, "empty batch: at least one sequence is needed");
@@ -430,6 +444,12 @@ void Model::backward(const float* dout) {
   const bool ln_tr = trainable(eln_w_);
   layernorm_backward(dh, ln_tr ? Gr(eln_w_) : nullptr, ln_tr ? Gr(eln_b_) : nullptr, dtmp, emb_sum_, eln_w_, emb_mean_,
                      emb_rstd_, T, H);
+  if (G(word_))
+    for (int64_t t = 0; t < T; t++)
+      if (!row_touched_[size_t(ids_[t])]) {
+        row_touched_[size_t(ids_[t])] = 1;
+        touched_rows_.push_back(ids_[t]);
+      }
   embedding_backward(G(word_), G(pos_), G(type_), dh, ids_.data(), pos_ids_.data(), type_ids_.data(), T, H);
 }
 

@@ -81,8 +81,17 @@ class Model {
                bool keep = true);
   // Gradients of the parameters (+=) from dout[B, embedding_dim()] of the last training forward.
   void backward(const float* dout);
+  // Zeroes every gradient; of the word-embedding table only the rows in touched_word_rows().
   void zero_grad();
   int64_t last_batch_size() const { return B_; }
+
+  // The word-embedding table, and the rows of it whose gradient may be non-zero since the last
+  // zero_grad() (the token ids of the batches back-propagated since), in first-seen order. Every
+  // other row's gradient is exactly zero (backward writes this table only through the embedding
+  // scatter), so zero_grad(), the gradient norm and the row-sparse AdamW visit only these rows:
+  // a batch touches a few thousand of XLM-R's 250,002.
+  const ParamInfo& word_embedding_param() const { return params_[word_index_]; }
+  const std::vector<int32_t>& touched_word_rows() const { return touched_rows_; }
 
  private:
   struct LayerParams {
@@ -105,6 +114,9 @@ class Model {
   std::unordered_map<std::string, size_t> index_;
   std::vector<float> W_, G_;
   std::vector<char> trainable_flag_;  // per parameter tensor
+  size_t word_index_ = 0;                // params_ index of the word-embedding table
+  std::vector<char> row_touched_;        // [vocab]: row listed in touched_rows_
+  std::vector<int32_t> touched_rows_;    // capacity reserved for the whole vocabulary: never reallocates
   Precision prec_ = Precision::FP32;
 
   // Parameter views.

@@ -93,6 +93,13 @@ export interface AdamWOptions {
   weightDecay: number;
   /** Global-norm clipping of the trainable gradients; 0 disables it. */
   maxGradNorm: number;
+  /**
+   * Row-sparse ("lazy") update of the word-embedding matrix: only the rows whose tokens occurred in
+   * the step's batches are updated. Rows that did not occur keep their weights and moments as they
+   * are, where the exact (default, dense) update would decay their moments, move them by their
+   * momentum and apply weight decay. Far cheaper for a 250k-row vocabulary; default false.
+   */
+  sparseEmbeddings?: boolean;
 }
 
 export interface NativeAdamW {

@@ -185,7 +185,7 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
       }
     }
 
-    const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm },
+    const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm, sparseEmbeddings: c.sparseEmbeddings },
       { scale: 1 / c.temperature, symmetric: c.symmetric, alignmentWeight: c.alignmentWeight }, c.subBatchSize);
     // Everything that defines the run's numbers; a checkpoint of another run is refused on resume.
     const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, ...defining } = c;

@@ -50,6 +50,7 @@ export interface TrainConfig {
   steps: number;
   epochs: number;
   freezeEmbeddings: boolean;
+  sparseEmbeddings: boolean;
   freezeLayers: number;
   maxQueryLength: number;
   maxPassageLength: number;
@@ -106,7 +107,7 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('batch-size', { type: 'number', default: 100, describe: 'triplets per batch (the paper: 100); memory does not grow with it, see --sub-batch-size' })
     .option('sub-batch-size', { type: 'number', default: 64, describe: 'sequences per engine pass (gradient caching); 0: the whole batch at once' })
     .option('hard-negatives', { type: 'number', default: 0, describe: 'hard negatives per query, from the records\' negatives' })
-    .group(['temperature', 'symmetric', 'lr', 'weight-decay', 'warmup', 'max-grad-norm', 'steps', 'epochs', 'freeze-embeddings', 'freeze-layers'], 'Optimisation:')
+    .group(['temperature', 'symmetric', 'lr', 'weight-decay', 'warmup', 'max-grad-norm', 'steps', 'epochs', 'freeze-embeddings', 'sparse-embeddings', 'freeze-layers'], 'Optimisation:')
     .option('temperature', { type: 'number', default: 0.05, describe: 'InfoNCE temperature (scale = 1/temperature)' })
     .option('symmetric', { type: 'boolean', default: false, describe: 'add the passage-to-query InfoNCE term' })
     .option('lr', { type: 'number', default: 3e-5, describe: 'peak learning rate (AdamW)' })
@@ -116,6 +117,10 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('steps', { type: 'number', default: 0, describe: 'optimizer steps (0: from --epochs)' })
     .option('epochs', { type: 'number', default: 1, describe: 'passes over the training groups, when --steps is 0' })
     .option('freeze-embeddings', { type: 'boolean', default: false, describe: 'do not train the word-embedding matrix' })
+    .option('sparse-embeddings', {
+      type: 'boolean', default: false,
+      describe: 'row-sparse AdamW of the word-embedding matrix: only rows of tokens in the batch are updated (untouched rows skip momentum and weight decay, unlike the exact dense update); much cheaper for large vocabularies',
+    })
     .option('freeze-layers', { type: 'number', default: 0, describe: 'do not train the lowest k transformer layers' })
     .group(['max-query-length', 'max-passage-length', 'query-prefix', 'passage-prefix'], 'Tokenization:')
     .option('max-query-length', { type: 'number', default: 64, describe: 'tokens per query, special tokens included' })
@@ -175,7 +180,7 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
     alignmentPairs: a['alignment-pairs'], batchSize: a['batch-size'], subBatchSize: a['sub-batch-size'],
     hardNegatives: a['hard-negatives'], temperature: a.temperature, symmetric: a.symmetric, lr: a.lr,
     weightDecay: a['weight-decay'], warmup: a.warmup, maxGradNorm: a['max-grad-norm'], steps: a.steps, epochs: a.epochs,
-    freezeEmbeddings: a['freeze-embeddings'], freezeLayers: a['freeze-layers'], maxQueryLength: a['max-query-length'],
+    freezeEmbeddings: a['freeze-embeddings'], sparseEmbeddings: a['sparse-embeddings'], freezeLayers: a['freeze-layers'], maxQueryLength: a['max-query-length'],
     maxPassageLength: a['max-passage-length'], queryPrefix: a['query-prefix'], passagePrefix: a['passage-prefix'],
     evalEvery: a['eval-every'], patience: a.patience, checkpointEvery: a['checkpoint-every'], precision: a.precision,
     device: a.device, threads: a.threads, seed: a.seed, cacheDir: a['cache-dir'],
