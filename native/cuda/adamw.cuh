@@ -27,5 +27,22 @@ void global_norm(float* norm, float* clip_scale, const float* g, const int64_t* 
 void adamw_update(float* p, __nv_bfloat16* p16, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, const float* grad_scale, int64_t t, cudaStream_t stream);
 
+// Row-sparse update of a row-major [rows, width] table (the word embeddings): only the `num_rows`
+// rows listed in the device array `rows` are updated, as the CPU's adamw_update_rows (adamw.h:
+// untouched rows keep weights and moments; bias correction by the global step t).
+void adamw_update_rows(float* p, __nv_bfloat16* p16, const float* g, float* m, float* v, const int32_t* rows,
+                       int64_t num_rows, int64_t width, float lr, float beta1, float beta2, float eps,
+                       float weight_decay, const float* grad_scale, int64_t t, cudaStream_t stream);
+
+// Squared norm of the listed rows of g (device row list), added into partial sums as global_norm's
+// ranges are: writes global_norm_scratch_doubles(1) doubles at `partial` for norm_from_partials.
+void sum_squares_rows_partial(double* partial, const float* g, const int32_t* rows, int64_t num_rows, int64_t width,
+                              cudaStream_t stream);
+// The norm (and clip coefficient) from `count` partial sums written by global_norm's ranges and
+// sum_squares_rows_partial, in index order (deterministic). count is a multiple of
+// global_norm_scratch_doubles(1).
+void norm_from_partials(float* norm, float* clip_scale, const double* partial, int64_t count, float max_norm,
+                        cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace xlir

@@ -678,6 +678,61 @@ static void test_adamw() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Row-sparse AdamW of an embedding table against the CPU's adamw_update_rows: three steps with
+// different row lists (some rows in every step, some in one, some never).
+static void test_adamw_rows() {
+  std::mt19937 rng(10);
+  const int64_t V = 5000, W = 96;
+  Vec p = randn(size_t(V * W), rng, 0.05f), m(size_t(V * W), 0.f), v(size_t(V * W), 0.f);
+  const Vec p0 = p;
+  Dev<float> dp(p), dm(m), dv(v), dg(size_t(V * W)), dnorm(1), dscale(1);
+  Dev<uint16_t> dp16(size_t(V * W));
+  Dev<double> dpart(size_t(cuda::global_norm_scratch_doubles(1)));
+  const float lr = 1e-3f, b1c = 0.9f, b2c = 0.999f, eps = 1e-8f, wd = 0.01f, max_norm = 1.f;
+  std::vector<char> ever(size_t(V), 0);
+  double worst_norm = 0;
+  for (int64_t t = 1; t <= 3; t++) {
+    // Rows 0..99 every step, plus 600 distinct random rows >= 100 (the gradient is zero elsewhere).
+    std::vector<int32_t> rows;
+    for (int32_t r = 0; r < 100; r++) rows.push_back(r);
+    std::vector<int32_t> rest(size_t(V - 100));
+    for (size_t i = 0; i < rest.size(); i++) rest[i] = int32_t(100 + i);
+    std::shuffle(rest.begin(), rest.end(), rng);
+    rows.insert(rows.end(), rest.begin(), rest.begin() + 600);
+    Vec g(size_t(V * W), 0.f);
+    for (int32_t r : rows) {
+      ever[size_t(r)] = 1;
+      Vec gr = randn(size_t(W), rng, 0.01f * float(t));
+      std::copy(gr.begin(), gr.end(), g.begin() + int64_t(r) * W);
+    }
+    dg.put(g);
+    Dev<int32_t> drows(rows);
+    const double norm = std::sqrt(sum_squares_rows(g.data(), rows.data(), int64_t(rows.size()), W));
+    const float coef = float(double(max_norm) / (norm + 1e-6));
+    adamw_update_rows(p.data(), g.data(), m.data(), v.data(), rows.data(), int64_t(rows.size()), W, lr, b1c, b2c, eps, wd,
+                      coef < 1.f ? coef : 1.f, t);
+    cuda::sum_squares_rows_partial(dpart.p, dg.p, drows.p, int64_t(rows.size()), W, g_stream);
+    cuda::norm_from_partials(dnorm.p, dscale.p, dpart.p, cuda::global_norm_scratch_doubles(1), max_norm, g_stream);
+    cuda::adamw_update_rows(dp.p, bf(dp16), dg.p, dm.p, dv.p, drows.p, int64_t(rows.size()), W, lr, b1c, b2c, eps, wd,
+                            dscale.p, t, g_stream);
+    worst_norm = std::max(worst_norm, std::fabs(double(dnorm.get()[0]) - norm) / norm);
+  }
+  // Tolerances as test_adamw's, for the same reasons (double sums in another order; FMA contraction).
+  report("row-sparse norm vs CPU, 3 steps", worst_norm, 1e-6);
+  const Vec gp = dp.get();
+  report("row-sparse AdamW 3 clipped steps: weights vs CPU", rel_err(gp, p), 1e-6);
+  report("row-sparse AdamW 3 clipped steps: first moments vs CPU", rel_err(dm.get(), m), 1e-6);
+  report("row-sparse AdamW 3 clipped steps: second moments vs CPU", rel_err(dv.get(), v), 1e-6);
+  Vec never_gpu, never_init;
+  for (int64_t r = 0; r < V; r++)
+    if (!ever[size_t(r)]) {
+      never_gpu.insert(never_gpu.end(), gp.begin() + r * W, gp.begin() + (r + 1) * W);
+      never_init.insert(never_init.end(), p0.begin() + r * W, p0.begin() + (r + 1) * W);
+    }
+  report_count("row-sparse AdamW: rows never listed keep their weights bit for bit", count_bits_differ(never_gpu, never_init));
+}
+
+// ---------------------------------------------------------------------------------------------
 static void test_search() {
   std::mt19937 rng(9);
   auto gpu_search = [&](const Vec& Q, int64_t nq, const Vec& C, int64_t nc, int64_t d, int64_t k, const SearchBlocks& b,
@@ -815,6 +870,7 @@ int main() {
   run("pooling", test_pooling);
   run("infonce", test_infonce);
   run("adamw", test_adamw);
+  run("adamw rows", test_adamw_rows);
   run("search", test_search);
   cudaStreamDestroy(g_stream);
   cuda::matmul_release();
