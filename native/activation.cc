@@ -1,4 +1,5 @@
 #include "activation.h"
+#include "matmul.h"
 #include "vmath.h"
 
 #include <omp.h>
@@ -36,6 +37,19 @@ void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C) {
 void gelu_forward(float* y, const float* x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.f + erf_approx(x[i] * float(M_SQRT1_2)));
+}
+
+void gelu_forward_bf16(uint16_t* y, const float* x, int64_t n) {
+  constexpr int64_t kChunk = 1024;  // through a stack buffer that stays in L1
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - i0);
+    float buf[kChunk];
+    const float* xi = x + i0;
+#pragma omp simd
+    for (int64_t i = 0; i < m; i++) buf[i] = 0.5f * xi[i] * (1.f + erf_approx(xi[i] * float(M_SQRT1_2)));
+    to_bf16_serial(buf, y + i0, m);
+  }
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {

@@ -12,6 +12,9 @@ void bias_add(float* y, const float* bias, int64_t N, int64_t C);
 void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C);
 
 void gelu_forward(float* y, const float* x, int64_t n);
+// y = bf16(gelu(x)) in one pass: in the bf16 path the GELU output is only a product operand, so
+// its fp32 form is never written (equal bit for bit to gelu_forward followed by to_bf16).
+void gelu_forward_bf16(uint16_t* y, const float* x, int64_t n);
 // dx = dy * gelu'(x) (written with =; dx may alias dy).
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n);
 // The same through libm in double: the reference the vectorised versions are checked against.

@@ -181,6 +181,18 @@ static void test_elementwise() {
     report("erf_approx vs erf (max absolute error on [-20, 20])", erf_abs, 6e-7);
     report("gelu fast vs libm reference (forward, / max(1,|x|))", gf, 1e-6);
     report("gelu fast vs libm reference (backward, / max(1,|x|))", gb, 1e-6);
+    // The fused GELU + bf16 conversion computes the same floats as gelu_forward and rounds them
+    // as to_bf16 does, so it should match bit for bit; the tolerance allows one bf16 rounding step
+    // (2^-8 relative) in case the compiler contracts the two loops' arithmetic differently.
+    std::vector<uint16_t> b_fused(m), b_ref(m);
+    gelu_forward_bf16(b_fused.data(), g.data(), m);
+    to_bf16(yf.data(), b_ref.data(), m);
+    double bw = 0;
+    for (int64_t i = 0; i < m; i++) {
+      const double r = bf16_to_f32(b_ref[i]), f = bf16_to_f32(b_fused[i]);
+      bw = std::max(bw, std::fabs(f - r) / std::max(1e-30, std::fabs(r)));
+    }
+    report("gelu_forward_bf16 vs to_bf16(gelu_forward) (max relative difference)", bw, 1.0 / 256);
   }
   auto th = [&]() { tanh_forward(y.data(), x.data(), n); return dot(y, c); };
   th();
