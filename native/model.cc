@@ -357,28 +357,26 @@ void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout
     if (bf) linear_fwd_bf16(a.qkv, x, w16.qkv_w, w.qkv_b, T, 3 * H, H);
     else linear_fwd(a.qkv, x, w.qkv_w, w.qkv_b, T, 3 * H, H, prec_);
     attention_forward(a.ctx, a.qkv, shape, ap, site_key(dropout_seed, l, 0), attn_scratch_.data(), prec_);
-    if (bf) linear_fwd_bf16(a.r1, a.ctx, w16.ao_w, w.ao_b, T, H, H);
-    else linear_fwd(a.r1, a.ctx, w.ao_w, w.ao_b, T, H, H, prec_);
-    dropout_rows(a.r1, a.r1, T, H, hp, site_key(dropout_seed, l, 1), tok_keys_.data());
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < T * H; i++) a.r1[i] += x[i];
+    // Output projection, then its bias, dropout and the residual in one pass (r1 = x + dropout(ao)).
+    if (bf) linear_fwd_bf16(a.r1, a.ctx, w16.ao_w, nullptr, T, H, H);
+    else linear_fwd(a.r1, a.ctx, w.ao_w, nullptr, T, H, H, prec_);
+    bias_dropout_residual(a.r1, w.ao_b, x, T, H, hp, site_key(dropout_seed, l, 1), tok_keys_.data());
     layernorm_forward(a.a1, a.mean1, a.rstd1, a.r1, w.ln1_w, w.ln1_b, T, H, cfg_.ln_eps);
-    if (bf) linear_fwd_bf16(a.h1, a.a1, w16.i_w, w.i_b, T, F, H);
-    else linear_fwd(a.h1, a.a1, w.i_w, w.i_b, T, F, H, prec_);
+    // FFN input; its bias is added by the GELU pass (h1 keeps the biased pre-activation for backward).
+    if (bf) linear_fwd_bf16(a.h1, a.a1, w16.i_w, nullptr, T, F, H);
+    else linear_fwd(a.h1, a.a1, w.i_w, nullptr, T, F, H, prec_);
     // The GELU output is not kept (backward recomputes it from h1): in training it goes to the
     // backward scratch, in inference over h1 itself; in bf16 it is only ever a product operand, so
     // it is written in bf16 directly.
     if (bf) {
-      gelu_forward_bf16(gbf_.data(), a.h1, T * F);
-      linear_fwd_bf16(a.r2, gbf_.data(), w16.o_w, w.o_b, T, H, F);
+      bias_gelu_forward_bf16(a.h1, w.i_b, gbf_.data(), T, F);
+      linear_fwd_bf16(a.r2, gbf_.data(), w16.o_w, nullptr, T, H, F);
     } else {
       float* g = train ? scratch_.data() : a.h1;
-      gelu_forward(g, a.h1, T * F);
-      linear_fwd(a.r2, g, w.o_w, w.o_b, T, H, F, prec_);
+      bias_gelu_forward(a.h1, w.i_b, g, T, F);
+      linear_fwd(a.r2, g, w.o_w, nullptr, T, H, F, prec_);
     }
-    dropout_rows(a.r2, a.r2, T, H, hp, site_key(dropout_seed, l, 2), tok_keys_.data());
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < T * H; i++) a.r2[i] += a.a1[i];
+    bias_dropout_residual(a.r2, w.o_b, a.a1, T, H, hp, site_key(dropout_seed, l, 2), tok_keys_.data());
     layernorm_forward(xs_[l + 1], a.mean2, a.rstd2, a.r2, w.ln2_w, w.ln2_b, T, H, cfg_.ln_eps);
   }
   const float* h = xs_[cfg_.layers];

@@ -213,6 +213,40 @@ static void test_elementwise() {
   report("dropout scales kept values by 1 / (1 - p)", std::fabs(*std::max_element(d1.begin(), d1.end()) - 1.f / 0.75f), 1e-6);
 }
 
+// The fused linear-layer epilogues do the separate ops' arithmetic in the same order, so they are
+// checked for exact equality with the composition they replace (tolerance 0).
+static void test_fused_epilogues() {
+  std::mt19937 rng(15);
+  const int64_t N = 37, C = 1100;  // C > 1024: more than one chunk of the bf16 variant's row buffer
+  Vec y0 = randn(N * C, rng), b = randn(C, rng), r = randn(N * C, rng);
+  std::vector<uint64_t> keys(N);
+  for (int64_t i = 0; i < N; i++) keys[i] = 1000 + 7 * i;
+  for (float p : {0.f, 0.3f}) {
+    Vec ref = y0, fused = y0;
+    bias_add(ref.data(), b.data(), N, C);
+    dropout_rows(ref.data(), ref.data(), N, C, p, 9, keys.data());
+    for (int64_t i = 0; i < N * C; i++) ref[i] += r[i];
+    bias_dropout_residual(fused.data(), b.data(), r.data(), N, C, p, 9, keys.data());
+    char name[96];
+    std::snprintf(name, sizeof name, "bias_dropout_residual equals bias_add + dropout_rows + sum (p %.1f)", p);
+    report(name, rel_err(fused, ref), 0.0);
+  }
+  Vec h_ref = y0, g_ref(N * C), h_f = y0, g_f(N * C), h_b = y0;
+  bias_add(h_ref.data(), b.data(), N, C);
+  gelu_forward(g_ref.data(), h_ref.data(), N * C);
+  bias_gelu_forward(h_f.data(), b.data(), g_f.data(), N, C);
+  report("bias_gelu_forward equals bias_add + gelu_forward (h and gelu(h))",
+         std::max(rel_err(h_f, h_ref), rel_err(g_f, g_ref)), 0.0);
+  Vec h_in = y0;  // in place, as inference runs it
+  bias_gelu_forward(h_in.data(), b.data(), h_in.data(), N, C);
+  report("bias_gelu_forward in place equals gelu(h + bias)", rel_err(h_in, g_ref), 0.0);
+  std::vector<uint16_t> gb(N * C), gb_ref(N * C);
+  bias_gelu_forward_bf16(h_b.data(), b.data(), gb.data(), N, C);
+  to_bf16(g_ref.data(), gb_ref.data(), N * C);
+  report("bias_gelu_forward_bf16 equals to_bf16(bias_add + gelu_forward)",
+         (gb == gb_ref && rel_err(h_b, h_ref) == 0.0) ? 0.0 : 1.0, 0.0);
+}
+
 static void test_attention(float p) {
   std::mt19937 rng(4);
   const int64_t H = 16, nh = 4;
@@ -484,6 +518,7 @@ int main() {
   test_gemm();
   test_layernorm();
   test_elementwise();
+  test_fused_epilogues();
   test_attention(0.f);
   test_attention(0.3f);
   test_attention_bf16(0.f);
