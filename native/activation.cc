@@ -1,4 +1,5 @@
 #include "activation.h"
+#include "matmul.h"
 #include "vmath.h"
 
 #include <omp.h>
@@ -36,6 +37,53 @@ void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C) {
 void gelu_forward(float* y, const float* x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.f + erf_approx(x[i] * float(M_SQRT1_2)));
+}
+
+void bias_gelu_forward(float* h, const float* bias, float* y, int64_t N, int64_t C) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++) {
+    float* hi = h + i * C;
+    float* yi = y + i * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) {
+      const float v = hi[c] + bias[c];
+      hi[c] = v;
+      yi[c] = 0.5f * v * (1.f + erf_approx(v * float(M_SQRT1_2)));
+    }
+  }
+}
+
+void bias_gelu_forward_bf16(float* h, const float* bias, uint16_t* y, int64_t N, int64_t C) {
+  constexpr int64_t kChunk = 1024;  // through a stack buffer that stays in L1
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++) {
+    float buf[kChunk];
+    for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+      const int64_t m = std::min(kChunk, C - c0);
+      float* hi = h + i * C + c0;
+      const float* bi = bias + c0;
+#pragma omp simd
+      for (int64_t c = 0; c < m; c++) {
+        const float v = hi[c] + bi[c];
+        hi[c] = v;
+        buf[c] = 0.5f * v * (1.f + erf_approx(v * float(M_SQRT1_2)));
+      }
+      to_bf16_serial(buf, y + i * C + c0, m);
+    }
+  }
+}
+
+void gelu_forward_bf16(uint16_t* y, const float* x, int64_t n) {
+  constexpr int64_t kChunk = 1024;  // through a stack buffer that stays in L1
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - i0);
+    float buf[kChunk];
+    const float* xi = x + i0;
+#pragma omp simd
+    for (int64_t i = 0; i < m; i++) buf[i] = 0.5f * xi[i] * (1.f + erf_approx(xi[i] * float(M_SQRT1_2)));
+    to_bf16_serial(buf, y + i0, m);
+  }
 }
 
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n) {
@@ -82,6 +130,26 @@ void dropout_rows(float* y, const float* x, int64_t N, int64_t C, float p, uint6
   for (int64_t i = 0; i < N; i++) {
     const uint64_t rk = hash_key(site, row_keys[i]);
     for (int64_t c = 0; c < C; c++) y[i * C + c] = dropout_keep(rk, uint64_t(c), p) ? x[i * C + c] * scale : 0.f;
+  }
+}
+
+void bias_dropout_residual(float* y, const float* bias, const float* res, int64_t N, int64_t C, float p, uint64_t site,
+                           const uint64_t* row_keys) {
+  const float scale = p > 0.f ? 1.f / (1.f - p) : 1.f;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; i++) {
+    float* yi = y + i * C;
+    const float* ri = res + i * C;
+    if (p > 0.f) {
+      const uint64_t rk = hash_key(site, row_keys[i]);
+      for (int64_t c = 0; c < C; c++) {
+        const float v = yi[c] + bias[c];
+        yi[c] = (dropout_keep(rk, uint64_t(c), p) ? v * scale : 0.f) + ri[c];
+      }
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < C; c++) yi[c] = (yi[c] + bias[c]) + ri[c];
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 #include <dnnl.hpp>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -51,21 +52,22 @@ float bf16_to_f32(uint16_t h) {
   return x;
 }
 
+void to_bf16_serial(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512BF16__)
+  for (; i + 32 <= n; i += 32) {
+    __m512 a = _mm512_loadu_ps(src + i), b = _mm512_loadu_ps(src + i + 16);
+    // cvtne2ps packs b into the low half and a into the high half; both round to nearest even.
+    __m512bh r = _mm512_cvtne2ps_pbh(b, a);
+    _mm512_storeu_si512(reinterpret_cast<void*>(dst + i), reinterpret_cast<__m512i&>(r));
+  }
+#endif
+  for (; i < n; i++) dst[i] = f32_to_bf16(src[i]);
+}
+
 static void convert_to_bf16(const float* src, uint16_t* dst, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t i0 = 0; i0 < n; i0 += 4096) {
-    int64_t i1 = i0 + 4096 < n ? i0 + 4096 : n;
-    int64_t i = i0;
-#if defined(__AVX512BF16__)
-    for (; i + 32 <= i1; i += 32) {
-      __m512 a = _mm512_loadu_ps(src + i), b = _mm512_loadu_ps(src + i + 16);
-      // cvtne2ps packs b into the low half and a into the high half; both round to nearest even.
-      __m512bh r = _mm512_cvtne2ps_pbh(b, a);
-      _mm512_storeu_si512(reinterpret_cast<void*>(dst + i), reinterpret_cast<__m512i&>(r));
-    }
-#endif
-    for (; i < i1; i++) dst[i] = f32_to_bf16(src[i]);
-  }
+  for (int64_t i0 = 0; i0 < n; i0 += 4096) to_bf16_serial(src + i0, dst + i0, std::min<int64_t>(4096, n - i0));
 }
 
 void gemm_reference(const Gemm& g, const float* A, const float* B, float* C) {
@@ -157,9 +159,12 @@ int64_t extent(int64_t batch, int64_t stride, int64_t rows_stored, int64_t ld, i
 
 }  // namespace
 
-void gemm(const Gemm& g, const float* A, const float* B, float* C, Precision p) {
+namespace {
+
+// Checks sizes and handles the empty cases; false when there is nothing left for oneDNN to do.
+bool gemm_prologue(const Gemm& g, float* C) {
   XLIR_CHECK(g.M >= 0 && g.N >= 0 && g.K >= 0 && g.batch >= 1, "gemm: bad sizes");
-  if (g.M == 0 || g.N == 0) return;
+  if (g.M == 0 || g.N == 0) return false;
   if (g.K == 0) {  // an empty sum: C = beta * C
     for (int64_t b = 0; b < g.batch; b++)
       for (int64_t i = 0; i < g.M; i++)
@@ -167,31 +172,66 @@ void gemm(const Gemm& g, const float* A, const float* B, float* C, Precision p) 
           float& c = C[b * g.strideC + i * g.ldc + j];
           c = g.beta != 0.f ? c : 0.f;
         }
-    return;
+    return false;
   }
-  if (g_path == GemmPath::Reference && p == Precision::FP32) return gemm_reference(g, A, B, C);
+  return true;
+}
 
-  Key k{g.transA, g.transB, g.beta != 0.f, p == Precision::BF16, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, g.batch,
+int64_t extent_a(const Gemm& g) {
+  return g.transA ? extent(g.batch, g.strideA, g.K, g.lda, g.M) : extent(g.batch, g.strideA, g.M, g.lda, g.K);
+}
+int64_t extent_b(const Gemm& g) {
+  return g.transB ? extent(g.batch, g.strideB, g.N, g.ldb, g.K) : extent(g.batch, g.strideB, g.K, g.ldb, g.N);
+}
+
+void run_onednn(const Gemm& g, const void* A, const void* B, float* C, bool bf16) {
+  Key k{g.transA, g.transB, g.beta != 0.f, bf16, g.M, g.N, g.K, g.lda, g.ldb, g.ldc, g.batch,
         g.strideA, g.strideB, g.strideC, g.alpha};
   const Cached& c = get_primitive(k);
   Onednn& o = onednn();
   thread_local dnnl::stream strm(o.eng);
-  const void* a_ptr = A;
-  const void* b_ptr = B;
-  if (p == Precision::BF16) {
-    thread_local Buffer<uint16_t> abuf, bbuf;
-    int64_t na = g.transA ? extent(g.batch, g.strideA, g.K, g.lda, g.M) : extent(g.batch, g.strideA, g.M, g.lda, g.K);
-    int64_t nb = g.transB ? extent(g.batch, g.strideB, g.N, g.ldb, g.K) : extent(g.batch, g.strideB, g.K, g.ldb, g.N);
-    convert_to_bf16(A, abuf.ensure(na), na);
-    convert_to_bf16(B, bbuf.ensure(nb), nb);
-    a_ptr = abuf.data();
-    b_ptr = bbuf.data();
-  }
-  memory am(c.a, o.eng, const_cast<void*>(a_ptr));
-  memory bm(c.b, o.eng, const_cast<void*>(b_ptr));
+  memory am(c.a, o.eng, const_cast<void*>(A));
+  memory bm(c.b, o.eng, const_cast<void*>(B));
   memory cm(c.c, o.eng, C);
   c.prim.execute(strm, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
   strm.wait();
+}
+
+// Per-thread conversion buffers for operands given in fp32 to a bf16 product (grow-only).
+const uint16_t* converted_a(const Gemm& g, const float* A) {
+  thread_local Buffer<uint16_t> buf;
+  const int64_t n = extent_a(g);
+  to_bf16(A, buf.ensure(size_t(n)), n);
+  return buf.data();
+}
+const uint16_t* converted_b(const Gemm& g, const float* B) {
+  thread_local Buffer<uint16_t> buf;
+  const int64_t n = extent_b(g);
+  to_bf16(B, buf.ensure(size_t(n)), n);
+  return buf.data();
+}
+
+}  // namespace
+
+void to_bf16(const float* src, uint16_t* dst, int64_t n) { convert_to_bf16(src, dst, n); }
+
+void gemm(const Gemm& g, const float* A, const float* B, float* C, Precision p) {
+  if (!gemm_prologue(g, C)) return;
+  if (p == Precision::FP32) {
+    if (g_path == GemmPath::Reference) return gemm_reference(g, A, B, C);
+    return run_onednn(g, A, B, C, false);
+  }
+  run_onednn(g, converted_a(g, A), converted_b(g, B), C, true);
+}
+
+void gemm_bf16(const Gemm& g, const uint16_t* A, const uint16_t* B, float* C) {
+  if (gemm_prologue(g, C)) run_onednn(g, A, B, C, true);
+}
+void gemm_bf16(const Gemm& g, const float* A, const uint16_t* B, float* C) {
+  if (gemm_prologue(g, C)) run_onednn(g, converted_a(g, A), B, C, true);
+}
+void gemm_bf16(const Gemm& g, const uint16_t* A, const float* B, float* C) {
+  if (gemm_prologue(g, C)) run_onednn(g, A, converted_b(g, B), C, true);
 }
 
 void linear_gemm(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K, float beta,

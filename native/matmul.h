@@ -28,6 +28,21 @@ struct Gemm {
 
 void gemm(const Gemm& g, const float* A, const float* B, float* C, Precision p = Precision::FP32);
 
+// A bf16 product over operands that are already bf16 (same layout and strides as the fp32 ones
+// would have). gemm() in bf16 converts both operands on every call; a caller that uses the same
+// operand in several products (a weight in forward and backward, dY in dX and dW, q/k/v in the
+// attention products) converts it once with to_bf16() and passes it here. The result is exactly
+// what gemm(..., Precision::BF16) gives on the fp32 originals.
+void gemm_bf16(const Gemm& g, const uint16_t* A, const uint16_t* B, float* C);
+// Mixed: A converted on the call, B already bf16 (or the reverse).
+void gemm_bf16(const Gemm& g, const float* A, const uint16_t* B, float* C);
+void gemm_bf16(const Gemm& g, const uint16_t* A, const float* B, float* C);
+
+// dst[i] = bf16(src[i]) for i < n, round to nearest even (vectorised, parallel for large n).
+void to_bf16(const float* src, uint16_t* dst, int64_t n);
+// The same on the calling thread only: for rows converted inside an OpenMP loop.
+void to_bf16_serial(const float* src, uint16_t* dst, int64_t n);
+
 // Convenience for the linear layers: Y[M,N] (+)= X[M,K] * W[N,K]^T (weights stored as torch does).
 void linear_gemm(const float* X, const float* W, float* Y, int64_t M, int64_t N, int64_t K, float beta,
                  Precision p);

@@ -250,6 +250,11 @@ void Model::plan(bool train) {
   norms_ = take(B);
   (void)layer_base;
   attn_scratch_.ensure(size_t(attention_scratch_floats(cfg_.heads, max_len_)));
+  if (prec_ == Precision::BF16) {
+    wbf_.ensure(size_t(nl * (4 * H * H + 2 * H * F)));
+    ybf_.ensure(size_t(T * std::max(3 * H, F)));
+    gbf_.ensure(size_t(T * F));
+  }
   // Backward scratch: dh, dtmp [T, H]; dqkv [T, 3H]; dffn, gelu recompute [T, F].
   if (train) scratch_.ensure(size_t(T * (5 * H + 2 * F)));
 }
@@ -271,6 +276,17 @@ Model::LayerActs Model::layer_acts(int64_t l, bool train) {
   a.mean2 = base, base += T;
   a.rstd2 = base;
   return a;
+}
+
+Model::LayerBf16 Model::layer_bf16(int64_t l) {
+  const int64_t H = cfg_.hidden, F = cfg_.ffn;
+  uint16_t* base = wbf_.data() + l * (4 * H * H + 2 * H * F);
+  LayerBf16 w;
+  w.qkv_w = base, base += 3 * H * H;
+  w.ao_w = base, base += H * H;
+  w.i_w = base, base += F * H;
+  w.o_w = base;
+  return w;
 }
 
 namespace {
@@ -296,6 +312,31 @@ void linear_bwd_x(float* dX, const float* dY, const float* W, int64_t M, int64_t
   g.M = M, g.N = K, g.K = N, g.lda = N, g.ldb = K, g.ldc = K, g.beta = beta;
   gemm(g, dY, W, dX, p);
 }
+// The bf16 forms of the three linear products, over operands converted by the caller (A16, W16,
+// dY16: bf16 copies of the fp32 tensors the fp32 forms take) or, for fp32 pointers, by gemm_bf16.
+Gemm linear_desc(int64_t M, int64_t N, int64_t K, float beta) {  // Y[M, N] (+)= X[M, K] W[N, K]^T
+  Gemm g;
+  g.transB = true;
+  g.M = M, g.N = N, g.K = K, g.lda = K, g.ldb = K, g.ldc = N, g.beta = beta;
+  return g;
+}
+Gemm linear_bwd_w_desc(int64_t M, int64_t N, int64_t K) {  // dW[N, K] += dY[M, N]^T X[M, K]
+  Gemm g;
+  g.transA = true;
+  g.M = N, g.N = K, g.K = M, g.lda = N, g.ldb = K, g.ldc = K, g.beta = 1.f;
+  return g;
+}
+Gemm linear_bwd_x_desc(int64_t M, int64_t N, int64_t K, float beta) {  // dX[M, K] (+)= dY[M, N] W[N, K]
+  Gemm g;
+  g.M = M, g.N = K, g.K = N, g.lda = N, g.ldb = K, g.ldc = K, g.beta = beta;
+  return g;
+}
+// Linear forward over bf16 weights: the input converted here (fp32 X) or by the caller (bf16 X).
+template <typename In>
+void linear_fwd_bf16(float* Y, const In* X, const uint16_t* W16, const float* b, int64_t M, int64_t N, int64_t K) {
+  gemm_bf16(linear_desc(M, N, K, 0.f), X, W16, Y);
+  if (b) bias_add(Y, b, M, N);
+}
 uint64_t site_key(uint64_t seed, int64_t layer, int64_t site) { return hash_key(seed, uint64_t(layer * 8 + site + 1)); }
 }  // namespace
 
@@ -313,26 +354,43 @@ void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout
   layernorm_forward(xs_[0], emb_mean_, emb_rstd_, emb_sum_, eln_w_, eln_b_, T, H, cfg_.ln_eps);
   dropout_rows(xs_[0], xs_[0], T, H, hp, site_key(dropout_seed, -1, 0), tok_keys_.data());
 
+  const bool bf = prec_ == Precision::BF16;
+  bf16_forward_ = bf;
   for (int64_t l = 0; l < cfg_.layers; l++) {
     const LayerParams& w = lp_[l];
     LayerActs a = layer_acts(l, train);
     const float* x = xs_[l];
-    linear_fwd(a.qkv, x, w.qkv_w, w.qkv_b, T, 3 * H, H, prec_);
+    LayerBf16 w16{};
+    if (bf) {  // converted here once; backward's dX products reuse them
+      w16 = layer_bf16(l);
+      to_bf16(w.qkv_w, w16.qkv_w, 3 * H * H);
+      to_bf16(w.ao_w, w16.ao_w, H * H);
+      to_bf16(w.i_w, w16.i_w, F * H);
+      to_bf16(w.o_w, w16.o_w, H * F);
+    }
+    if (bf) linear_fwd_bf16(a.qkv, x, w16.qkv_w, w.qkv_b, T, 3 * H, H);
+    else linear_fwd(a.qkv, x, w.qkv_w, w.qkv_b, T, 3 * H, H, prec_);
     attention_forward(a.ctx, a.qkv, shape, ap, site_key(dropout_seed, l, 0), attn_scratch_.data(), prec_);
-    linear_fwd(a.r1, a.ctx, w.ao_w, w.ao_b, T, H, H, prec_);
-    dropout_rows(a.r1, a.r1, T, H, hp, site_key(dropout_seed, l, 1), tok_keys_.data());
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < T * H; i++) a.r1[i] += x[i];
+    // Output projection, then its bias, dropout and the residual in one pass (r1 = x + dropout(ao)).
+    if (bf) linear_fwd_bf16(a.r1, a.ctx, w16.ao_w, nullptr, T, H, H);
+    else linear_fwd(a.r1, a.ctx, w.ao_w, nullptr, T, H, H, prec_);
+    bias_dropout_residual(a.r1, w.ao_b, x, T, H, hp, site_key(dropout_seed, l, 1), tok_keys_.data());
     layernorm_forward(a.a1, a.mean1, a.rstd1, a.r1, w.ln1_w, w.ln1_b, T, H, cfg_.ln_eps);
-    linear_fwd(a.h1, a.a1, w.i_w, w.i_b, T, F, H, prec_);
+    // FFN input; its bias is added by the GELU pass (h1 keeps the biased pre-activation for backward).
+    if (bf) linear_fwd_bf16(a.h1, a.a1, w16.i_w, nullptr, T, F, H);
+    else linear_fwd(a.h1, a.a1, w.i_w, nullptr, T, F, H, prec_);
     // The GELU output is not kept (backward recomputes it from h1): in training it goes to the
-    // backward scratch, in inference over h1 itself.
-    float* g = train ? scratch_.data() : a.h1;
-    gelu_forward(g, a.h1, T * F);
-    linear_fwd(a.r2, g, w.o_w, w.o_b, T, H, F, prec_);
-    dropout_rows(a.r2, a.r2, T, H, hp, site_key(dropout_seed, l, 2), tok_keys_.data());
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < T * H; i++) a.r2[i] += a.a1[i];
+    // backward scratch, in inference over h1 itself; in bf16 it is only ever a product operand, so
+    // it is written in bf16 directly.
+    if (bf) {
+      bias_gelu_forward_bf16(a.h1, w.i_b, gbf_.data(), T, F);
+      linear_fwd_bf16(a.r2, gbf_.data(), w16.o_w, nullptr, T, H, F);
+    } else {
+      float* g = train ? scratch_.data() : a.h1;
+      bias_gelu_forward(a.h1, w.i_b, g, T, F);
+      linear_fwd(a.r2, g, w.o_w, nullptr, T, H, F, prec_);
+    }
+    bias_dropout_residual(a.r2, w.o_b, a.a1, T, H, hp, site_key(dropout_seed, l, 2), tok_keys_.data());
     layernorm_forward(xs_[l + 1], a.mean2, a.rstd2, a.r2, w.ln2_w, w.ln2_b, T, H, cfg_.ln_eps);
   }
   const float* h = xs_[cfg_.layers];
@@ -371,6 +429,7 @@ void Model::backward(const float* dout) {
   float* dffn = dqkv + 3 * T * H;  // [T, F]
   float* gel = dffn + T * F;     // [T, F] GELU output recomputed
   auto G = [&](float* p) { return trainable(p) ? Gr(p) : nullptr; };
+  const bool bf = bf16_forward_;  // not prec_: the precision may have been switched since forward()
 
   // Head: normalisation, Dense, pooler, pooling. Small [B, *] tensors.
   float* d1 = head_grad_.ensure(size_t(B * D + 2 * B * H));  // [B, D], then d2 and dz [B, H]
@@ -418,6 +477,45 @@ void Model::backward(const float* dout) {
                        a.rstd2, T, H);
     // FFN output: r2 = a1 + dropout(o). do goes into dh (free now).
     dropout_rows(dh, dtmp, T, H, hp, site_key(dropout_seed_, l, 2), tok_keys_.data());
+    float* dctx = dffn;  // [T, H] fits in [T, F]
+    const bool dx = l > 0 ? below[l] : below[0];
+    if (bf) {
+      // Each dY is converted once for both its products (dW and dX); the weights come from the
+      // forward's bf16 copies, the GELU output is recomputed straight into bf16.
+      const LayerBf16 w16 = layer_bf16(l);
+      uint16_t* y16 = ybf_.data();
+      to_bf16(dh, y16, T * H);
+      if (tr) {
+        gelu_forward_bf16(gbf_.data(), a.h1, T * F);
+        gemm_bf16(linear_bwd_w_desc(T, H, F), y16, gbf_.data(), Gr(w.o_w));
+        bias_backward(Gr(w.o_b), dh, T, H);
+      }
+      gemm_bf16(linear_bwd_x_desc(T, H, F, 0.f), y16, w16.o_w, dffn);
+      gelu_backward(dffn, dffn, a.h1, T * F);
+      to_bf16(dffn, y16, T * F);
+      if (tr) {
+        gemm_bf16(linear_bwd_w_desc(T, F, H), y16, a.a1, Gr(w.i_w));
+        bias_backward(Gr(w.i_b), dffn, T, F);
+      }
+      gemm_bf16(linear_bwd_x_desc(T, F, H, 1.f), y16, w16.i_w, dtmp);  // da1 = dr2 + dffn Wi
+      layernorm_backward(dh, tr ? Gr(w.ln1_w) : nullptr, tr ? Gr(w.ln1_b) : nullptr, dtmp, a.r1, w.ln1_w, a.mean1,
+                         a.rstd1, T, H);
+      dropout_rows(dtmp, dh, T, H, hp, site_key(dropout_seed_, l, 1), tok_keys_.data());
+      to_bf16(dtmp, y16, T * H);
+      if (tr) {
+        gemm_bf16(linear_bwd_w_desc(T, H, H), y16, a.ctx, Gr(w.ao_w));
+        bias_backward(Gr(w.ao_b), dtmp, T, H);
+      }
+      gemm_bf16(linear_bwd_x_desc(T, H, H, 0.f), y16, w16.ao_w, dctx);
+      attention_backward(dqkv, dctx, a.qkv, shape, ap, site_key(dropout_seed_, l, 0), attn_scratch_.data(), prec_);
+      to_bf16(dqkv, y16, T * 3 * H);
+      if (tr) {
+        gemm_bf16(linear_bwd_w_desc(T, 3 * H, H), y16, x, Gr(w.qkv_w));
+        bias_backward(Gr(w.qkv_b), dqkv, T, 3 * H);
+      }
+      if (dx) gemm_bf16(linear_bwd_x_desc(T, 3 * H, H, 1.f), y16, w16.qkv_w, dh);  // dx = dr1 + ...
+      continue;
+    }
     if (tr) {
       gelu_forward(gel, a.h1, T * F);
       linear_bwd_w(Gr(w.o_w), Gr(w.o_b), dh, gel, T, H, F, prec_);
@@ -432,11 +530,10 @@ void Model::backward(const float* dout) {
     // Attention output: r1 = x + dropout(ao).
     dropout_rows(dtmp, dh, T, H, hp, site_key(dropout_seed_, l, 1), tok_keys_.data());
     if (tr) linear_bwd_w(Gr(w.ao_w), Gr(w.ao_b), dtmp, a.ctx, T, H, H, prec_);
-    float* dctx = dffn;  // [T, H] fits in [T, F]
     linear_bwd_x(dctx, dtmp, w.ao_w, T, H, H, 0.f, prec_);
     attention_backward(dqkv, dctx, a.qkv, shape, ap, site_key(dropout_seed_, l, 0), attn_scratch_.data(), prec_);
     if (tr) linear_bwd_w(Gr(w.qkv_w), Gr(w.qkv_b), dqkv, x, T, 3 * H, H, prec_);
-    if (l > 0 ? below[l] : below[0]) linear_bwd_x(dh, dqkv, w.qkv_w, T, 3 * H, H, 1.f, prec_);  // dx = dr1 + ...
+    if (dx) linear_bwd_x(dh, dqkv, w.qkv_w, T, 3 * H, H, 1.f, prec_);  // dx = dr1 + ...
   }
   if (!below[0]) return;
   // Embeddings: dropout, LayerNorm, gather.

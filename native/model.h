@@ -97,6 +97,11 @@ class Model {
   struct LayerParams {
     float *qkv_w, *qkv_b, *ao_w, *ao_b, *ln1_w, *ln1_b, *i_w, *i_b, *o_w, *o_b, *ln2_w, *ln2_b;
   };
+  // bf16 copies of a layer's weight matrices, made by a bf16 forward and reused by its backward
+  // (the dX products), so each weight is converted once per step instead of twice.
+  struct LayerBf16 {
+    uint16_t *qkv_w, *ao_w, *i_w, *o_w;
+  };
   struct LayerActs {
     float *qkv, *ctx, *r1, *mean1, *rstd1, *a1, *h1, *r2, *mean2, *rstd2;
   };
@@ -108,6 +113,7 @@ class Model {
   void prepare_batch(const Batch& b, bool train);
   void plan(bool train);
   LayerActs layer_acts(int64_t l, bool train);
+  LayerBf16 layer_bf16(int64_t l);
 
   ModelConfig cfg_;
   std::vector<ParamInfo> params_;
@@ -131,9 +137,13 @@ class Model {
   std::vector<uint64_t> seq_keys_, tok_keys_;
   uint64_t dropout_seed_ = 0;
   bool have_train_forward_ = false;
+  bool bf16_forward_ = false;  // the last forward ran in bf16 (its weight copies feed backward)
 
   // Activations and scratch (grow-only).
   Buffer<float> arena_, scratch_, attn_scratch_, head_grad_;
+  // bf16 path: the layers' weight copies (LayerBf16), one product operand converted once for
+  // several products (dY for dW and dX) [T, max(3H, F)], and the GELU output in bf16 [T, F].
+  Buffer<uint16_t> wbf_, ybf_, gbf_;
   float *emb_sum_, *emb_mean_, *emb_rstd_;
   std::vector<float*> xs_;  // layer inputs; xs_[layers] = last hidden state
   float *cls_, *pooled_, *dense_, *out_, *norms_;

@@ -1,7 +1,9 @@
 // Vectorisable exp and erf for the element-wise passes (GELU, softmax). glibc's expf/erff are scalar
 // calls that the compiler cannot vectorise, and in a bf16 training step they were the largest cost
 // outside the matrix products (erff alone ~5% of the step). These are branch-free polynomial forms
-// over plain float arithmetic, so `#pragma omp simd` loops become AVX-512 code.
+// over plain float arithmetic, so `#pragma omp simd` loops become AVX-512 code (with GCC only
+// under -fno-trapping-math, which CMakeLists.txt sets: otherwise the clamps and floorf keep every
+// loop that calls them scalar).
 // Accuracy (checked against double-precision std::exp / std::erf over [-20, 20] in op_tests.cc):
 //  - exp_approx: Cephes' expf polynomial (degree 6 on [-ln2/2, ln2/2]) with the exponent built in the
 //    float's bits: relative error < 2e-7 (about 2 ulp) for x in [-87, 88]; underflows to 0 below.

@@ -181,6 +181,18 @@ static void test_elementwise() {
     report("erf_approx vs erf (max absolute error on [-20, 20])", erf_abs, 6e-7);
     report("gelu fast vs libm reference (forward, / max(1,|x|))", gf, 1e-6);
     report("gelu fast vs libm reference (backward, / max(1,|x|))", gb, 1e-6);
+    // The fused GELU + bf16 conversion computes the same floats as gelu_forward and rounds them
+    // as to_bf16 does, so it should match bit for bit; the tolerance allows one bf16 rounding step
+    // (2^-8 relative) in case the compiler contracts the two loops' arithmetic differently.
+    std::vector<uint16_t> b_fused(m), b_ref(m);
+    gelu_forward_bf16(b_fused.data(), g.data(), m);
+    to_bf16(yf.data(), b_ref.data(), m);
+    double bw = 0;
+    for (int64_t i = 0; i < m; i++) {
+      const double r = bf16_to_f32(b_ref[i]), f = bf16_to_f32(b_fused[i]);
+      bw = std::max(bw, std::fabs(f - r) / std::max(1e-30, std::fabs(r)));
+    }
+    report("gelu_forward_bf16 vs to_bf16(gelu_forward) (max relative difference)", bw, 1.0 / 256);
   }
   auto th = [&]() { tanh_forward(y.data(), x.data(), n); return dot(y, c); };
   th();
@@ -199,6 +211,40 @@ static void test_elementwise() {
   // 20000 Bernoulli(0.75) draws: standard deviation of the kept fraction is 0.003; allow 5 sigma.
   report("dropout keeps 1 - p of the elements", std::fabs(kept / double(R * C) - 0.75), 0.015);
   report("dropout scales kept values by 1 / (1 - p)", std::fabs(*std::max_element(d1.begin(), d1.end()) - 1.f / 0.75f), 1e-6);
+}
+
+// The fused linear-layer epilogues do the separate ops' arithmetic in the same order, so they are
+// checked for exact equality with the composition they replace (tolerance 0).
+static void test_fused_epilogues() {
+  std::mt19937 rng(15);
+  const int64_t N = 37, C = 1100;  // C > 1024: more than one chunk of the bf16 variant's row buffer
+  Vec y0 = randn(N * C, rng), b = randn(C, rng), r = randn(N * C, rng);
+  std::vector<uint64_t> keys(N);
+  for (int64_t i = 0; i < N; i++) keys[i] = 1000 + 7 * i;
+  for (float p : {0.f, 0.3f}) {
+    Vec ref = y0, fused = y0;
+    bias_add(ref.data(), b.data(), N, C);
+    dropout_rows(ref.data(), ref.data(), N, C, p, 9, keys.data());
+    for (int64_t i = 0; i < N * C; i++) ref[i] += r[i];
+    bias_dropout_residual(fused.data(), b.data(), r.data(), N, C, p, 9, keys.data());
+    char name[96];
+    std::snprintf(name, sizeof name, "bias_dropout_residual equals bias_add + dropout_rows + sum (p %.1f)", p);
+    report(name, rel_err(fused, ref), 0.0);
+  }
+  Vec h_ref = y0, g_ref(N * C), h_f = y0, g_f(N * C), h_b = y0;
+  bias_add(h_ref.data(), b.data(), N, C);
+  gelu_forward(g_ref.data(), h_ref.data(), N * C);
+  bias_gelu_forward(h_f.data(), b.data(), g_f.data(), N, C);
+  report("bias_gelu_forward equals bias_add + gelu_forward (h and gelu(h))",
+         std::max(rel_err(h_f, h_ref), rel_err(g_f, g_ref)), 0.0);
+  Vec h_in = y0;  // in place, as inference runs it
+  bias_gelu_forward(h_in.data(), b.data(), h_in.data(), N, C);
+  report("bias_gelu_forward in place equals gelu(h + bias)", rel_err(h_in, g_ref), 0.0);
+  std::vector<uint16_t> gb(N * C), gb_ref(N * C);
+  bias_gelu_forward_bf16(h_b.data(), b.data(), gb.data(), N, C);
+  to_bf16(g_ref.data(), gb_ref.data(), N * C);
+  report("bias_gelu_forward_bf16 equals to_bf16(bias_add + gelu_forward)",
+         (gb == gb_ref && rel_err(h_b, h_ref) == 0.0) ? 0.0 : 1.0, 0.0);
 }
 
 static void test_attention(float p) {
@@ -233,6 +279,38 @@ static void test_attention(float p) {
     Vec part(ctx.begin() + offsets[2] * H, ctx.begin() + (offsets[2] + 8) * H);
     report("attention: a packed sequence equals the same sequence alone", rel_err(part, c1), 1e-6);
   }
+}
+
+// The bf16 attention path (operands converted once per layer, probabilities written in bf16 by the
+// softmax/dropout pass) against the fp32 path. Every product takes bf16 operands (relative
+// rounding 2^-9 each, fp32 accumulation); forward chains two products through the softmax and
+// backward three, so over random O(1) data the outputs differ from fp32 by a few 1e-3 relative
+// (measured 3.5e-3 forward, 4.2e-3 backward); 2e-2 leaves room for the chaining while a wrong
+// mask, scale or transpose gives O(1).
+// The 600-token sequence exercises rows longer than the conversion's 512-value chunks.
+static void test_attention_bf16(float p) {
+  std::mt19937 rng(14);
+  const int64_t H = 32, nh = 4;
+  std::vector<int32_t> lengths = {5, 1, 37, 600, 3};
+  std::vector<int64_t> offsets;
+  int64_t T = 0, maxL = 0;
+  for (auto L : lengths) offsets.push_back(T), T += L, maxL = std::max<int64_t>(maxL, L);
+  std::vector<uint64_t> keys = {11, 22, 33, 44, 55};
+  AttentionShape s{int64_t(lengths.size()), lengths.data(), offsets.data(), keys.data(), H, nh};
+  Vec qkv = randn(T * 3 * H, rng), dc = randn(T * H, rng), scratch(attention_scratch_floats(nh, maxL));
+  Vec c32(T * H), c16(T * H), d32(T * 3 * H), d16(T * 3 * H);
+  attention_forward(c32.data(), qkv.data(), s, p, 7, scratch.data(), Precision::FP32);
+  attention_backward(d32.data(), dc.data(), qkv.data(), s, p, 7, scratch.data(), Precision::FP32);
+  attention_forward(c16.data(), qkv.data(), s, p, 7, scratch.data(), Precision::BF16);
+  attention_backward(d16.data(), dc.data(), qkv.data(), s, p, 7, scratch.data(), Precision::BF16);
+  char name[96];
+  std::snprintf(name, sizeof name, "attention bf16 forward vs fp32 (dropout %.2f)", p);
+  report(name, rel_err(c16, c32), 2e-2);
+  std::snprintf(name, sizeof name, "attention bf16 backward vs fp32 (dropout %.2f)", p);
+  report(name, rel_err(d16, d32), 2e-2);
+  // bf16 really used: identical results would mean the fp32 path ran.
+  std::snprintf(name, sizeof name, "attention bf16 differs from fp32 (dropout %.2f)", p);
+  report(name, rel_err(c16, c32) > 1e-6 ? 0.0 : 1.0, 0.0);
 }
 
 static void test_pooling() {
@@ -440,8 +518,11 @@ int main() {
   test_gemm();
   test_layernorm();
   test_elementwise();
+  test_fused_epilogues();
   test_attention(0.f);
   test_attention(0.3f);
+  test_attention_bf16(0.f);
+  test_attention_bf16(0.3f);
   test_pooling();
   test_infonce();
   test_search();
