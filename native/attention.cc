@@ -51,6 +51,46 @@ Gemm scores_gemm(int64_t L, int64_t H, int64_t nh) {
   return g;
 }
 
+// The other products of one sequence, batched over heads; q/k/v/dq/dk/dv rows are 3H wide,
+// ctx/dctx rows H, probability-sized matrices [L, L]. The fp32 and bf16 paths share them.
+Gemm ctx_gemm(int64_t L, int64_t H, int64_t nh) {  // ctx_h = P_h v_h
+  const int64_t d = H / nh;
+  Gemm g = heads_gemm(nh, L, d, L);
+  g.lda = L, g.strideA = L * L;
+  g.ldb = 3 * H, g.strideB = d;
+  g.ldc = H, g.strideC = d;
+  return g;
+}
+Gemm dv_gemm(int64_t L, int64_t H, int64_t nh) {  // dv_h = Pd_h^T dctx_h
+  const int64_t d = H / nh;
+  Gemm g = heads_gemm(nh, L, d, L);
+  g.transA = true;
+  g.lda = L, g.strideA = L * L;
+  g.ldb = H, g.strideB = d;
+  g.ldc = 3 * H, g.strideC = d;
+  return g;
+}
+Gemm dP_gemm(int64_t L, int64_t H, int64_t nh) {  // dPd_h = dctx_h v_h^T
+  const int64_t d = H / nh;
+  Gemm g = heads_gemm(nh, L, L, d);
+  g.transB = true;
+  g.lda = H, g.strideA = d;
+  g.ldb = 3 * H, g.strideB = d;
+  g.ldc = L, g.strideC = L * L;
+  return g;
+}
+// dq_h = scale * dS_h k_h (transA false), dk_h = scale * dS_h^T q_h (transA true).
+Gemm dqk_gemm(int64_t L, int64_t H, int64_t nh, bool transA) {
+  const int64_t d = H / nh;
+  Gemm g = heads_gemm(nh, L, d, L);
+  g.transA = transA;
+  g.lda = L, g.strideA = L * L;
+  g.ldb = 3 * H, g.strideB = d;
+  g.ldc = 3 * H, g.strideC = d;
+  g.alpha = float(1.0 / std::sqrt(double(d)));
+  return g;
+}
+
 // probs[nh, L, L] = softmax(scale * q k^T) for one sequence.
 void scores_softmax(float* P, const float* q, const float* k, int64_t L, int64_t H, int64_t nh, Precision prec) {
   gemm(scores_gemm(L, H, nh), q, k, P, prec);
@@ -133,7 +173,7 @@ int64_t total_tokens(const AttentionShape& s) {
 
 void attention_forward_bf16(float* ctx, const float* qkv, const AttentionShape& s, float p, uint64_t site,
                             float* scratch) {
-  const int64_t H = s.hidden, nh = s.heads, d = H / nh, T = total_tokens(s);
+  const int64_t H = s.hidden, nh = s.heads, T = total_tokens(s);
   int64_t maxL = 0;
   for (int64_t i = 0; i < s.num_seqs; i++) maxL = std::max<int64_t>(maxL, s.lengths[i]);
   Bf16Scratch& b = bf16_scratch();
@@ -147,18 +187,13 @@ void attention_forward_bf16(float* ctx, const float* qkv, const AttentionShape& 
     float* P = scratch;
     scores_softmax(P, q, q + H, L, H, nh);
     probs_to_bf16(Pb, P, nh, L, p, hash_key(site, s.seq_keys[i]));
-    Gemm g = heads_gemm(nh, L, d, L);  // ctx_h = P_h v_h
-    g.lda = L, g.strideA = L * L;
-    g.ldb = 3 * H, g.strideB = d;
-    g.ldc = H, g.strideC = d;
-    gemm_bf16(g, Pb, q + 2 * H, ctx + s.offsets[i] * H);
+    gemm_bf16(ctx_gemm(L, H, nh), Pb, q + 2 * H, ctx + s.offsets[i] * H);  // ctx_h = P_h v_h
   }
 }
 
 void attention_backward_bf16(float* dqkv, const float* dctx, const float* qkv, const AttentionShape& s, float p,
                              uint64_t site, float* scratch) {
-  const int64_t H = s.hidden, nh = s.heads, d = H / nh, T = total_tokens(s);
-  const float scale = float(1.0 / std::sqrt(double(d)));
+  const int64_t H = s.hidden, nh = s.heads, T = total_tokens(s);
   int64_t maxL = 0;
   for (int64_t i = 0; i < s.num_seqs; i++) maxL = std::max<int64_t>(maxL, s.lengths[i]);
   Bf16Scratch& b = bf16_scratch();
@@ -183,40 +218,11 @@ void attention_backward_bf16(float* dqkv, const float* dctx, const float* qkv, c
     const uint64_t key = hash_key(site, s.seq_keys[i]);
     scores_softmax(P, q, k, L, H, nh);
     probs_to_bf16(Pb, P, nh, L, p, key);
-    {  // dv_h = Pd_h^T dctx_h
-      Gemm g = heads_gemm(nh, L, d, L);
-      g.transA = true;
-      g.lda = L, g.strideA = L * L;
-      g.ldb = H, g.strideB = d;
-      g.ldc = 3 * H, g.strideC = d;
-      gemm_bf16(g, Pb, dc, dv);
-    }
-    {  // dPd_h = dctx_h v_h^T
-      Gemm g = heads_gemm(nh, L, L, d);
-      g.transB = true;
-      g.lda = H, g.strideA = d;
-      g.ldb = 3 * H, g.strideB = d;
-      g.ldc = L, g.strideC = L * L;
-      gemm_bf16(g, dc, v, dP);
-    }
+    gemm_bf16(dv_gemm(L, H, nh), Pb, dc, dv);  // dv_h = Pd_h^T dctx_h
+    gemm_bf16(dP_gemm(L, H, nh), dc, v, dP);   // dPd_h = dctx_h v_h^T
     softmax_backward_bf16(dSb, dP, P, nh, L, p, key);
-    {  // dq_h = scale * dS_h k_h
-      Gemm g = heads_gemm(nh, L, d, L);
-      g.lda = L, g.strideA = L * L;
-      g.ldb = 3 * H, g.strideB = d;
-      g.ldc = 3 * H, g.strideC = d;
-      g.alpha = scale;
-      gemm_bf16(g, dSb, k, dq);
-    }
-    {  // dk_h = scale * dS_h^T q_h
-      Gemm g = heads_gemm(nh, L, d, L);
-      g.transA = true;
-      g.lda = L, g.strideA = L * L;
-      g.ldb = 3 * H, g.strideB = d;
-      g.ldc = 3 * H, g.strideC = d;
-      g.alpha = scale;
-      gemm_bf16(g, dSb, q, dk);
-    }
+    gemm_bf16(dqk_gemm(L, H, nh, false), dSb, k, dq);  // dq_h = scale * dS_h k_h
+    gemm_bf16(dqk_gemm(L, H, nh, true), dSb, q, dk);   // dk_h = scale * dS_h^T q_h
   }
 }
 
@@ -225,7 +231,7 @@ void attention_backward_bf16(float* dqkv, const float* dctx, const float* qkv, c
 void attention_forward(float* ctx, const float* qkv, const AttentionShape& s, float p, uint64_t site,
                        float* scratch, Precision prec) {
   if (prec == Precision::BF16) return attention_forward_bf16(ctx, qkv, s, p, site, scratch);
-  const int64_t H = s.hidden, nh = s.heads, d = H / nh;
+  const int64_t H = s.hidden, nh = s.heads;
   for (int64_t i = 0; i < s.num_seqs; i++) {
     const int64_t L = s.lengths[i];
     if (L == 0) continue;
@@ -238,20 +244,14 @@ void attention_forward(float* ctx, const float* qkv, const AttentionShape& s, fl
       apply_dropout(tmp, P, nh, L, p, hash_key(site, s.seq_keys[i]));
       Pd = tmp;
     }
-    // ctx_h = P_h v_h
-    Gemm g = heads_gemm(nh, L, d, L);
-    g.lda = L, g.strideA = L * L;
-    g.ldb = 3 * H, g.strideB = d;
-    g.ldc = H, g.strideC = d;
-    gemm(g, Pd, q + 2 * H, ctx + s.offsets[i] * H, prec);
+    gemm(ctx_gemm(L, H, nh), Pd, q + 2 * H, ctx + s.offsets[i] * H, prec);  // ctx_h = P_h v_h
   }
 }
 
 void attention_backward(float* dqkv, const float* dctx, const float* qkv, const AttentionShape& s, float p,
                         uint64_t site, float* scratch, Precision prec) {
   if (prec == Precision::BF16) return attention_backward_bf16(dqkv, dctx, qkv, s, p, site, scratch);
-  const int64_t H = s.hidden, nh = s.heads, d = H / nh;
-  const float scale = float(1.0 / std::sqrt(double(d)));
+  const int64_t H = s.hidden, nh = s.heads;
   for (int64_t i = 0; i < s.num_seqs; i++) {
     const int64_t L = s.lengths[i];
     if (L == 0) continue;
@@ -272,22 +272,8 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
       apply_dropout(Pd, P, nh, L, p, key);
       Pused = Pd;
     }
-    {  // dv_h = Pd_h^T dctx_h
-      Gemm g = heads_gemm(nh, L, d, L);
-      g.transA = true;
-      g.lda = L, g.strideA = L * L;
-      g.ldb = H, g.strideB = d;
-      g.ldc = 3 * H, g.strideC = d;
-      gemm(g, Pused, dc, dv, prec);
-    }
-    {  // dPd_h = dctx_h v_h^T
-      Gemm g = heads_gemm(nh, L, L, d);
-      g.transB = true;
-      g.lda = H, g.strideA = d;
-      g.ldb = 3 * H, g.strideB = d;
-      g.ldc = L, g.strideC = L * L;
-      gemm(g, dc, v, dP, prec);
-    }
+    gemm(dv_gemm(L, H, nh), Pused, dc, dv, prec);  // dv_h = Pd_h^T dctx_h
+    gemm(dP_gemm(L, H, nh), dc, v, dP, prec);      // dPd_h = dctx_h v_h^T
     if (p > 0.f) apply_dropout(dP, dP, nh, L, p, key);  // same mask and scale: d/dP of dropout(P)
     // softmax backward: dS = P * (dP - sum_j dP * P), written over dP.
 #pragma omp parallel for schedule(static)
@@ -298,23 +284,8 @@ void attention_backward(float* dqkv, const float* dctx, const float* qkv, const 
       for (int64_t j = 0; j < L; j++) dot += g[j] * pr[j];
       for (int64_t j = 0; j < L; j++) g[j] = pr[j] * (g[j] - dot);
     }
-    {  // dq_h = scale * dS_h k_h
-      Gemm g = heads_gemm(nh, L, d, L);
-      g.lda = L, g.strideA = L * L;
-      g.ldb = 3 * H, g.strideB = d;
-      g.ldc = 3 * H, g.strideC = d;
-      g.alpha = scale;
-      gemm(g, dP, k, dq, prec);
-    }
-    {  // dk_h = scale * dS_h^T q_h
-      Gemm g = heads_gemm(nh, L, d, L);
-      g.transA = true;
-      g.lda = L, g.strideA = L * L;
-      g.ldb = 3 * H, g.strideB = d;
-      g.ldc = 3 * H, g.strideC = d;
-      g.alpha = scale;
-      gemm(g, dP, q, dk, prec);
-    }
+    gemm(dqk_gemm(L, H, nh, false), dP, k, dq, prec);  // dq_h = scale * dS_h k_h
+    gemm(dqk_gemm(L, H, nh, true), dP, q, dk, prec);   // dk_h = scale * dS_h^T q_h
   }
 }
 
