@@ -34,9 +34,12 @@ void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C) {
 
 // GELU through erf_approx / exp_approx (vmath.h: vectorised; within 1e-6 * max(1, |x|) of the
 // erf form); the *_reference versions use libm and are what the fast ones are tested against.
+// One expression for every forward variant below, so the fused ones stay bit-equal to it.
+static inline float gelu_value(float x) { return 0.5f * x * (1.f + erf_approx(x * float(M_SQRT1_2))); }
+
 void gelu_forward(float* y, const float* x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.f + erf_approx(x[i] * float(M_SQRT1_2)));
+  for (int64_t i = 0; i < n; i++) y[i] = gelu_value(x[i]);
 }
 
 void bias_gelu_forward(float* h, const float* bias, float* y, int64_t N, int64_t C) {
@@ -48,7 +51,7 @@ void bias_gelu_forward(float* h, const float* bias, float* y, int64_t N, int64_t
     for (int64_t c = 0; c < C; c++) {
       const float v = hi[c] + bias[c];
       hi[c] = v;
-      yi[c] = 0.5f * v * (1.f + erf_approx(v * float(M_SQRT1_2)));
+      yi[c] = gelu_value(v);
     }
   }
 }
@@ -66,7 +69,7 @@ void bias_gelu_forward_bf16(float* h, const float* bias, uint16_t* y, int64_t N,
       for (int64_t c = 0; c < m; c++) {
         const float v = hi[c] + bi[c];
         hi[c] = v;
-        buf[c] = 0.5f * v * (1.f + erf_approx(v * float(M_SQRT1_2)));
+        buf[c] = gelu_value(v);
       }
       to_bf16_serial(buf, y + i * C + c0, m);
     }
@@ -81,7 +84,7 @@ void gelu_forward_bf16(uint16_t* y, const float* x, int64_t n) {
     float buf[kChunk];
     const float* xi = x + i0;
 #pragma omp simd
-    for (int64_t i = 0; i < m; i++) buf[i] = 0.5f * xi[i] * (1.f + erf_approx(xi[i] * float(M_SQRT1_2)));
+    for (int64_t i = 0; i < m; i++) buf[i] = gelu_value(xi[i]);
     to_bf16_serial(buf, y + i0, m);
   }
 }
