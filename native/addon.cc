@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <dnnl.hpp>
@@ -229,7 +230,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GetParameter(const Napi::CallbackInfo& info) {
     if (busy_) throw_js(info.Env(), "model is busy: await the previous call before reading parameters");
     const ParamInfo& p = named(info);
-    return copy_out(info.Env(), model(info.Env()).weights() + p.offset, p.size);
+    return copy_out(info.Env(), std::as_const(model(info.Env())).weights() + p.offset, p.size);
   }
   Napi::Value GetGradient(const Napi::CallbackInfo& info) {
     if (busy_) throw_js(info.Env(), "model is busy: await the previous call before reading gradients");

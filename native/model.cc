@@ -356,18 +356,22 @@ void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout
 
   const bool bf = prec_ == Precision::BF16;
   bf16_forward_ = bf;
-  for (int64_t l = 0; l < cfg_.layers; l++) {
-    const LayerParams& w = lp_[l];
-    LayerActs a = layer_acts(l, train);
-    const float* x = xs_[l];
-    LayerBf16 w16{};
-    if (bf) {  // converted here once; backward's dX products reuse them
-      w16 = layer_bf16(l);
+  if (bf && !bf16_weights_current_) {  // backward's dX products reuse these copies too
+    for (int64_t l = 0; l < cfg_.layers; l++) {
+      const LayerParams& w = lp_[l];
+      const LayerBf16 w16 = layer_bf16(l);
       to_bf16(w.qkv_w, w16.qkv_w, 3 * H * H);
       to_bf16(w.ao_w, w16.ao_w, H * H);
       to_bf16(w.i_w, w16.i_w, F * H);
       to_bf16(w.o_w, w16.o_w, H * F);
     }
+    bf16_weights_current_ = true;
+  }
+  for (int64_t l = 0; l < cfg_.layers; l++) {
+    const LayerParams& w = lp_[l];
+    LayerActs a = layer_acts(l, train);
+    const float* x = xs_[l];
+    const LayerBf16 w16 = bf ? layer_bf16(l) : LayerBf16{};
     if (bf) linear_fwd_bf16(a.qkv, x, w16.qkv_w, w.qkv_b, T, 3 * H, H);
     else linear_fwd(a.qkv, x, w.qkv_w, w.qkv_b, T, 3 * H, H, prec_);
     attention_forward(a.ctx, a.qkv, shape, ap, site_key(dropout_seed, l, 0), attn_scratch_.data(), prec_);

@@ -66,7 +66,13 @@ class Model {
   const std::vector<ParamInfo>& params() const { return params_; }
   const ParamInfo& param(const std::string& name) const;
   int64_t num_params() const { return int64_t(W_.size()); }
-  float* weights() { return W_.data(); }
+  // Writable view of every parameter (AdamW, setParameter): the bf16 weight copies count as stale
+  // after any call, and the next bf16 forward converts the weights again.
+  float* weights() {
+    bf16_weights_current_ = false;
+    return W_.data();
+  }
+  const float* weights() const { return W_.data(); }  // reading leaves the copies current
   float* grads() { return G_.data(); }
 
   void set_precision(Precision p) { prec_ = p; }
@@ -138,6 +144,10 @@ class Model {
   uint64_t dropout_seed_ = 0;
   bool have_train_forward_ = false;
   bool bf16_forward_ = false;  // the last forward ran in bf16 (its weight copies feed backward)
+  // wbf_ holds bf16(W_) of the layers' matrices: set by a bf16 forward, cleared by weights(). The
+  // weights change only at optimizer steps and loads, so an inference run or the sub-batches of a
+  // gradient-cached step convert them once, not once per forward.
+  bool bf16_weights_current_ = false;
 
   // Activations and scratch (grow-only).
   Buffer<float> arena_, scratch_, attn_scratch_, head_grad_;

@@ -134,6 +134,39 @@ test('bf16 products track fp32: embeddings and gradients', async () => {
   m.dispose();
 });
 
+// The bf16 path keeps bf16 copies of the layers' weights between forwards and redoes them only
+// after the weights change; a stale copy would make a model compute with its old weights.
+test('bf16 weight copies follow the weights: after an AdamW step and after setParameter, a bf16 model equals a fresh one with the same weights', async () => {
+  const nat = native();
+  const m = new nat.Model({ ...cfg, hiddenDropout: 0, attentionDropout: 0 });
+  m.setPrecision('bf16');
+  const b = concatBatches(batch(4, 5), batch(4, 6));
+  const fresh = async () => {
+    const f = new nat.Model({ ...cfg, hiddenDropout: 0, attentionDropout: 0, seed: 99 });
+    for (const p of m.parameters()) f.setParameter(p.name, m.getParameter(p.name), p.shape);
+    f.setPrecision('bf16');
+    const e = await f.encode(b);
+    f.dispose();
+    return e;
+  };
+  const e0 = await m.encode(b);
+  assert.deepEqual(await m.encode(b), e0, 'a second encode with unchanged weights reuses the copies and gives the same');
+  const opt = new nat.AdamW(m, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 0 });
+  m.zeroGrad();
+  const emb = await m.forward(b, { dropoutSeed: 0 });
+  await m.backward((await lossGrad(emb, 4, m.embeddingDim)).g);
+  await opt.step(1e-2);
+  const e1 = await m.encode(b);
+  assert.notDeepEqual(e1, e0, 'the step changed the embeddings');
+  assert.deepEqual(e1, await fresh(), 'after an AdamW step');
+  const w = m.getParameter('encoder.layer.0.intermediate.dense.weight');
+  m.setParameter('encoder.layer.0.intermediate.dense.weight', w.map((x) => -x), m.parameters().find((p) => p.name === 'encoder.layer.0.intermediate.dense.weight')!.shape);
+  const e2 = await m.encode(b);
+  assert.notDeepEqual(e2, e1, 'setParameter changed the embeddings');
+  assert.deepEqual(e2, await fresh(), 'after setParameter');
+  m.dispose();
+});
+
 test('bad input gives a clear error, never a crash', async () => {
   const m = new (native().Model)(cfg);
   const ok = batch(2, 9);
