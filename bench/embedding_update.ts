@@ -14,7 +14,9 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
+import { Encoder } from '../src/encoder.ts';
 import { native, type NativeModelConfig, type TokenBatch } from '../src/native.ts';
+import { ContrastiveTrainer, type StepInput } from '../src/trainer.ts';
 import { mulberry32 } from '../src/rng.ts';
 
 const { values: args } = parseArgs({
@@ -54,12 +56,13 @@ function zipfSampler(n: number, s: number, rand: () => number): () => number {
   };
 }
 
-function makeBatch(): { batch: TokenBatch; nq: number } {
+function makeBatch(): StepInput {
   const rand = mulberry32(7);
   const word = zipfSampler(vocab - 3, 1.1, rand);
   const seq = (min: number, max: number) => [0, ...Array.from({ length: min - 2 + Math.floor(rand() * (max - min + 1)) }, word), 2];
   const seqs = [...Array.from({ length: 128 }, () => seq(8, 32)), ...Array.from({ length: 128 }, () => seq(64, 256))];
-  return { batch: { ids: Int32Array.from(seqs.flat()), lengths: Int32Array.from(seqs.map((s) => s.length)) }, nq: 128 };
+  const pack = (xs: number[][]): TokenBatch => ({ ids: Int32Array.from(xs.flat()), lengths: Int32Array.from(xs.map((s) => s.length)) });
+  return { queries: pack(seqs.slice(0, 128)), passages: pack(seqs.slice(128)) };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -71,26 +74,22 @@ async function main() {
   console.log(`date: ${new Date().toISOString()}; 1-minute load average at start ${loadavg()[0].toFixed(2)}`);
   console.log(`command: npx tsx bench/embedding_update.ts --steps ${steps} --vocab ${vocab} --threads ${threads}`);
 
-  const model = new nat.Model(cfg);
-  const { batch, nq } = makeBatch();
-  const distinct = new Set(batch.ids).size;
-  const T = batch.ids.length;
+  const encoder = Encoder.create(cfg), model = encoder.model;
+  const batch = makeBatch();
+  const distinct = new Set([...batch.queries.ids, ...batch.passages.ids]).size;
+  const T = batch.queries.ids.length + batch.passages.ids.length;
   console.log(`model: word embeddings ${vocab} x ${H} (${(vocab * H / 1e6).toFixed(1)}M parameters) + 1 base layer; ${(model.numParameters / 1e6).toFixed(1)}M parameters in all`);
   console.log(`batch: 128 queries (8-32 tokens) + 128 passages (64-256), ${T} tokens, Zipf(1.1) ids: ${distinct} distinct rows touched (${(100 * distinct / vocab).toFixed(2)}% of the table)`);
 
-  // Gradients of one real step (forward, InfoNCE, backward); not timed.
-  const D = model.embeddingDim;
-  const emb = await model.forward(batch, { dropoutSeed: 1 });
-  const r = nat.infonce(emb.subarray(0, nq * D), emb.subarray(nq * D), nq, D, { scale: 20, symmetric: false });
-  const g = new Float32Array(emb.length);
-  g.set(r.gradQueries, 0);
-  g.set(r.gradPassages, nq * D);
-  await model.backward(g);
-
+  // Gradients of one real step (forward, InfoNCE, backward) through the trainer; not timed. Both
+  // modes are then timed on these same gradients: the trainer's (dense) optimizer, and a sparse one.
   const base = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1.0 };
+  const trainer = new ContrastiveTrainer(encoder, base, { scale: 20, symmetric: false });
+  await trainer.accumulate(batch, 1);
+
   const rows: { mode: string; ms: number[] }[] = [];
   for (const sparse of [false, true]) {
-    const opt = new nat.AdamW(model, { ...base, sparseEmbeddings: sparse });
+    const opt = sparse ? new nat.AdamW(model, { ...base, sparseEmbeddings: true }) : trainer.optimizer;
     await opt.step(2e-5);  // warm-up: first touch of the optimizer state's pages
     const ms: number[] = [];
     for (let s = 0; s < steps; s++) {
@@ -111,7 +110,7 @@ async function main() {
   for (const r of rows) console.log(`| ${r.mode} | ${median(r.ms).toFixed(1)} | ${Math.min(...r.ms).toFixed(1)} |`);
   console.log('');
   console.log(`dense / row-sparse: ${(median(rows[0].ms) / median(rows[1].ms)).toFixed(1)}x; zeroGrad after the batch: ${zeroMs.toFixed(1)} ms; load average at the end ${loadavg()[0].toFixed(2)}`);
-  model.dispose();
+  encoder.dispose();
 }
 
 main().catch((e) => {
