@@ -15,6 +15,7 @@
         "native/infonce.cc",
         "native/adamw.cc",
         "native/model.cc",
+        "native/host_ops.cc",
         "native/search.cc"
       ],
       "include_dirs": [

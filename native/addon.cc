@@ -17,13 +17,55 @@
 #include <dnnl.hpp>
 
 #include "adamw.h"
+#include "device_backend.h"
 #include "infonce.h"
 #include "model.h"
 #include "search.h"
+#ifdef XLIR_WITH_CUDA
+#include "cuda/backend.h"
+#include "cuda/device.cuh"
+#endif
 
 using namespace xlir;
 
 namespace {
+
+// Device names: "cpu", "cuda" (= "cuda:0"), "cuda:N", and "emulated" (the device code path over
+// the CPU functions, device_backend.h: for tests). Returns -1 for cpu, -2 for emulated, else N.
+const int kCpu = -1, kEmulated = -2;
+int parse_device(const std::string& d) {
+  if (d == "cpu") return kCpu;
+  if (d == "emulated") return kEmulated;
+  int n = 0;
+  if (d == "cuda") return 0;
+  if (d.rfind("cuda:", 0) == 0 && d.size() > 5 && d.size() < 12 &&
+      d.find_first_not_of("0123456789", 5) == std::string::npos) {
+    n = std::stoi(d.substr(5));
+#ifdef XLIR_WITH_CUDA
+    cuda::status();
+#endif
+    return n;
+  }
+  throw Error("unknown device '" + d + "': expected 'cpu' or 'cuda:N'");
+}
+// Throws unless CUDA device n can be used (built with CUDA, driver and device present).
+void require_cuda(int n) {
+#ifdef XLIR_WITH_CUDA
+  cuda::use_device(n);
+#else
+  throw Error("device 'cuda:" + std::to_string(n) + "' requested but CUDA is unavailable (" XLIR_CUDA_REASON ")");
+#endif
+}
+std::unique_ptr<DeviceBackend> make_backend(const Model& m, int dev) {
+  if (dev == kCpu) return nullptr;
+  if (dev == kEmulated) return make_emulated_backend(m);
+  require_cuda(dev);
+#ifdef XLIR_WITH_CUDA
+  return cuda::make_model_backend(m, dev);
+#else
+  return nullptr;
+#endif
+}
 
 int g_threads = 0;  // 0: OpenMP's default (all cores)
 void apply_threads() {
@@ -155,6 +197,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod<&ModelWrap::Forward>("forward"),
                         InstanceMethod<&ModelWrap::Backward>("backward"),
                         InstanceMethod<&ModelWrap::ZeroGrad>("zeroGrad"),
+                        InstanceMethod<&ModelWrap::ToDevice>("toDevice"),
+                        InstanceAccessor<&ModelWrap::Device>("device"),
+                        InstanceAccessor<&ModelWrap::DeviceBytes>("deviceBytes"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
   }
 
@@ -198,6 +243,27 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value NumParameters(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), double(model(info.Env()).num_params()));
   }
+  // toDevice('cpu' | 'cuda:N' | 'emulated'): moves the model (weights, gradients, optimizer state).
+  void ToDevice(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (busy_) throw_js(env, "model is busy: await the previous call before toDevice()");
+    if (info.Length() < 1 || !info[0].IsString()) throw_js(env, "toDevice(device): 'cpu' or 'cuda:N' expected");
+    try {
+      Model& m = model(env);
+      const int dev = parse_device(info[0].As<Napi::String>().Utf8Value());
+      if (m.device() == info[0].As<Napi::String>().Utf8Value() || (dev == 0 && m.device() == "cuda:0")) return;
+      m.to_device(nullptr);  // first back to the host, freeing the old device's memory
+      m.to_device(make_backend(m, dev));
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw_js(env, e.what());
+    }
+  }
+  Napi::Value Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), model(info.Env()).device()); }
+  Napi::Value DeviceBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(model(info.Env()).device_bytes()));
+  }
   Napi::Value Parameters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto& ps = model(env).params();
@@ -230,12 +296,20 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value GetParameter(const Napi::CallbackInfo& info) {
     if (busy_) throw_js(info.Env(), "model is busy: await the previous call before reading parameters");
     const ParamInfo& p = named(info);
-    return copy_out(info.Env(), std::as_const(model(info.Env())).weights() + p.offset, p.size);
+    try {
+      return copy_out(info.Env(), std::as_const(model(info.Env())).weights() + p.offset, p.size);
+    } catch (const Error& e) {
+      throw_js(info.Env(), e.what());
+    }
   }
   Napi::Value GetGradient(const Napi::CallbackInfo& info) {
     if (busy_) throw_js(info.Env(), "model is busy: await the previous call before reading gradients");
     const ParamInfo& p = named(info);
-    return copy_out(info.Env(), model(info.Env()).grads() + p.offset, p.size);
+    try {
+      return copy_out(info.Env(), std::as_const(model(info.Env())).grads() + p.offset, p.size);
+    } catch (const Error& e) {
+      throw_js(info.Env(), e.what());
+    }
   }
   void SetParameter(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -251,7 +325,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     if (int64_t(data.ElementLength()) != p.size)
       throw_js(env, "tensor '" + p.name + "': " + std::to_string(data.ElementLength()) + " values for shape " +
                         shape_str(p.shape));
-    std::copy(data.Data(), data.Data() + p.size, model(env).weights() + p.offset);
+    try {
+      std::copy(data.Data(), data.Data() + p.size, model(env).weights() + p.offset);
+    } catch (const Error& e) {
+      throw_js(env, e.what());
+    }
   }
   void SetPrecision(const Napi::CallbackInfo& info) {
     std::string p = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
@@ -378,11 +456,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
   void ZeroGrad(const Napi::CallbackInfo& info) {
     if (busy_) throw_js(info.Env(), "model is busy: await the previous call before zeroGrad()");
-    model(info.Env()).zero_grad();
+    try {
+      model(info.Env()).zero_grad();
+    } catch (const Error& e) {
+      throw_js(info.Env(), e.what());
+    }
   }
   void Dispose(const Napi::CallbackInfo& info) {
     if (busy_) throw_js(info.Env(), "model is busy: await the previous call before dispose()");
-    model_.reset();
+    model_.reset();  // frees device memory too
     if (external_) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -external_);
     external_ = 0;
   }
@@ -413,9 +495,9 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     wd_ = float(num_field(o, "weightDecay", w));
     max_norm_ = float(num_field(o, "maxGradNorm", w));
     if (!o.Get("sparseEmbeddings").IsUndefined()) sparse_embeddings_ = bool_field(o, "sparseEmbeddings", w);
-    const int64_t n = wrap_->model(env).num_params();
-    m_.assign(size_t(n), 0.f);
-    v_.assign(size_t(n), 0.f);
+    // The moments live in the model (they follow it between devices); a new optimizer starts them
+    // at zero.
+    wrap_->model(env).init_moments();
   }
 
  private:
@@ -441,16 +523,26 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
   }
   double step(float lr) {
     Model& m = *wrap_model();
+    t_++;
+    if (m.on_device()) {
+      AdamWHyper h;
+      h.lr = lr, h.beta1 = beta1_, h.beta2 = beta2_, h.eps = eps_, h.weight_decay = wd_, h.max_grad_norm = max_norm_;
+      h.step = t_, h.sparse_embeddings = sparse_embeddings_;
+      return m.device_adamw_step(h);
+    }
     // The word-embedding table's gradient is zero outside the rows the batches touched (Model::
     // touched_word_rows), so its norm and, in row-sparse mode, its update visit those rows only.
     const ParamInfo& wp = m.word_embedding_param();
     const std::vector<int32_t>& rows = m.touched_word_rows();
     const int64_t width = wp.shape[1], nrows = int64_t(rows.size());
+    const float* grads = m.grads();
+    float* w = m.weights();
+    float *mm = m.moments_m(), *vv = m.moments_v();
     double ss = 0;
     for (const auto& p : m.params()) {
       if (!p.trainable) continue;
-      ss += p.offset == wp.offset ? sum_squares_rows(m.grads() + p.offset, rows.data(), nrows, width)
-                                  : sum_squares(m.grads() + p.offset, p.size);
+      ss += p.offset == wp.offset ? sum_squares_rows(grads + p.offset, rows.data(), nrows, width)
+                                  : sum_squares(grads + p.offset, p.size);
     }
     const double norm = std::sqrt(ss);
     float scale = 1.f;
@@ -459,16 +551,15 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
       float coef = float(double(max_norm_) / (norm + 1e-6));
       scale = coef < 1.f ? coef : 1.f;
     }
-    t_++;
     for (const auto& p : m.params()) {
       if (!p.trainable) continue;
       if (sparse_embeddings_ && p.offset == wp.offset) {
-        adamw_update_rows(m.weights() + p.offset, m.grads() + p.offset, m_.data() + p.offset, v_.data() + p.offset,
-                          rows.data(), nrows, width, lr, beta1_, beta2_, eps_, p.decay ? wd_ : 0.f, scale, t_);
+        adamw_update_rows(w + p.offset, grads + p.offset, mm + p.offset, vv + p.offset, rows.data(), nrows, width, lr,
+                          beta1_, beta2_, eps_, p.decay ? wd_ : 0.f, scale, t_);
         continue;
       }
-      adamw_update(m.weights() + p.offset, m.grads() + p.offset, m_.data() + p.offset, v_.data() + p.offset, p.size, lr,
-                   beta1_, beta2_, eps_, p.decay ? wd_ : 0.f, scale, t_);
+      adamw_update(w + p.offset, grads + p.offset, mm + p.offset, vv + p.offset, p.size, lr, beta1_, beta2_, eps_,
+                   p.decay ? wd_ : 0.f, scale, t_);
     }
     return norm;
   }
@@ -477,9 +568,18 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     o.Set("step", Napi::Number::New(env, double(t_)));
-    Napi::Float32Array m = Napi::Float32Array::New(env, m_.size()), v = Napi::Float32Array::New(env, v_.size());
-    std::copy(m_.begin(), m_.end(), m.Data());
-    std::copy(v_.begin(), v_.end(), v.Data());
+    wrap_->acquire(env);  // not while a step runs; the moments may come from the device
+    Model& mod = *wrap_model();
+    const size_t n = size_t(mod.num_params());
+    Napi::Float32Array m = Napi::Float32Array::New(env, n), v = Napi::Float32Array::New(env, n);
+    try {
+      std::copy(mod.moments_m(), mod.moments_m() + n, m.Data());
+      std::copy(mod.moments_v(), mod.moments_v() + n, v.Data());
+    } catch (const std::exception& e) {
+      wrap_->release();
+      throw_js(env, e.what());
+    }
+    wrap_->release();
     o.Set("m", m);
     o.Set("v", v);
     return o;
@@ -490,17 +590,26 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     Napi::Object o = info[0].As<Napi::Object>();
     auto m = typed<float, napi_float32_array>(env, o.Get("m"), "optimizer state m", "Float32Array");
     auto v = typed<float, napi_float32_array>(env, o.Get("v"), "optimizer state v", "Float32Array");
-    if (m.ElementLength() != m_.size() || v.ElementLength() != v_.size())
+    Model& mod = wrap_->model(env);
+    const size_t n = size_t(mod.num_params());
+    if (m.ElementLength() != n || v.ElementLength() != n)
       throw_js(env, "optimizer state has " + std::to_string(m.ElementLength()) + " / " + std::to_string(v.ElementLength()) +
-                        " values, the model has " + std::to_string(m_.size()) + " parameters");
-    t_ = int_field(o, "step", "optimizer state");
-    std::copy(m.Data(), m.Data() + m_.size(), m_.begin());
-    std::copy(v.Data(), v.Data() + v_.size(), v_.begin());
+                        " values, the model has " + std::to_string(n) + " parameters");
+    const int64_t step = int_field(o, "step", "optimizer state");
+    wrap_->acquire(env);
+    try {
+      std::copy(m.Data(), m.Data() + n, mod.moments_m());
+      std::copy(v.Data(), v.Data() + n, mod.moments_v());
+    } catch (const std::exception& e) {
+      wrap_->release();
+      throw_js(env, e.what());
+    }
+    wrap_->release();
+    t_ = step;
   }
 
   Napi::ObjectReference model_obj_;
   ModelWrap* wrap_ = nullptr;
-  std::vector<float> m_, v_;
   int64_t t_ = 0;
   float beta1_, beta2_, eps_, wd_, max_norm_;
   bool sparse_embeddings_ = false;  // row-sparse AdamW of the word-embedding table (adamw.h)
@@ -516,6 +625,12 @@ Napi::Value InfoNCE(const Napi::CallbackInfo& info) {
   Napi::Object o = info[4].As<Napi::Object>();
   const float scale = float(num_field(o, "scale", "infonce options"));
   const bool sym = bool_field(o, "symmetric", "infonce options");
+  int dev = kCpu;
+  try {
+    if (!o.Get("device").IsUndefined()) dev = parse_device(str_field(o, "device", "infonce options"));
+  } catch (const Error& e) {
+    throw_js(env, std::string("infonce: ") + e.what());
+  }
   if (D <= 0 || nq <= 0 || int64_t(q.ElementLength()) != nq * D || int64_t(p.ElementLength()) % D != 0)
     throw_js(env, "infonce: queries must hold numQueries x dim = " + std::to_string(nq) + " x " + std::to_string(D) +
                       " floats (got " + std::to_string(q.ElementLength()) + ") and passages a multiple of dim (got " +
@@ -525,7 +640,16 @@ Napi::Value InfoNCE(const Napi::CallbackInfo& info) {
   float loss;
   try {
     apply_threads();
-    loss = infonce_forward_backward(dq.Data(), dp.Data(), q.Data(), p.Data(), nq, np, D, scale, sym);
+    if (dev >= 0) {
+#ifdef XLIR_WITH_CUDA
+      XLIR_CHECK(np >= nq, "infonce: " << np << " passages for " << nq << " queries (need at least one per query)");
+      loss = cuda::infonce_host(dev, dq.Data(), dp.Data(), q.Data(), p.Data(), nq, np, D, scale, sym);
+#else
+      require_cuda(dev);
+#endif
+    } else {
+      loss = infonce_forward_backward(dq.Data(), dp.Data(), q.Data(), p.Data(), nq, np, D, scale, sym);
+    }
   } catch (const std::exception& e) {
     throw_js(env, e.what());
   }
@@ -603,6 +727,11 @@ Napi::Value SearchTopK(const Napi::CallbackInfo& info) {
       throw_js(env, "searchTopK: k must be a positive integer, got " + info[3].ToString().Utf8Value());
     const int64_t k = kd > 9e15 ? int64_t(9e15) : int64_t(kd);
     check_search_shape(in.nq, in.nc, in.d, k, "searchTopK");
+    // Optional 5th argument {device}: 'cuda:N' runs the exact GPU search (same contract and ties).
+    int dev = kCpu;
+    if (info.Length() > 4 && info[4].IsObject() && !info[4].As<Napi::Object>().Get("device").IsUndefined())
+      dev = parse_device(str_field(info[4].As<Napi::Object>(), "device", "searchTopK options"));
+    if (dev >= 0) require_cuda(dev);
     Napi::Float32Array scores = Napi::Float32Array::New(env, size_t(in.nq * k));
     Napi::Int32Array ids = Napi::Int32Array::New(env, size_t(in.nq * k));
     const float *q = in.q.Data(), *c = in.c.Data();
@@ -612,7 +741,13 @@ Napi::Value SearchTopK(const Napi::CallbackInfo& info) {
     auto sref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(scores));
     auto iref = std::make_shared<Napi::Reference<Napi::Int32Array>>(Napi::Persistent(ids));
     return queue_search(
-        env, in, [=]() { search_topk(q, nq, c, nc, d, k, sp, ip); },
+        env, in,
+        [=]() {
+#ifdef XLIR_WITH_CUDA
+          if (dev >= 0) return cuda::search_topk_host(dev, q, nq, c, nc, d, k, sp, ip);
+#endif
+          search_topk(q, nq, c, nc, d, k, sp, ip);
+        },
         [sref, iref](Napi::Env e) -> Napi::Value {
           Napi::Object r = Napi::Object::New(e);
           r.Set("scores", sref->Value());
@@ -678,9 +813,15 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("version", XLIR_VERSION);
   o.Set("threads", Napi::Number::New(env, g_threads > 0 ? g_threads : omp_get_max_threads()));
 #ifdef XLIR_WITH_CUDA
-  o.Set("cuda", true);
-  o.Set("cudaReason", "built with CUDA");
+  // Built with CUDA: usable when a driver and a device (compute capability 8.0+) are present.
+  const cuda::Status& st = cuda::status();
+  o.Set("cuda", st.devices > 0);
+  o.Set("cudaBuilt", true);
+  o.Set("cudaReason", cuda::describe());
+  o.Set("cudaDevices", Napi::Number::New(env, st.devices));
 #else
+  o.Set("cudaBuilt", false);
+  o.Set("cudaDevices", Napi::Number::New(env, 0));
   o.Set("cuda", false);
   o.Set("cudaReason", XLIR_CUDA_REASON);
 #endif

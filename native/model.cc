@@ -152,6 +152,13 @@ bool Model::trainable(const float* p) const {
 }
 
 void Model::zero_grad() {
+  if (dev_) {
+    dev_->zero_grad();
+    where_[kGrads] = Where::Device;
+    for (int32_t r : touched_rows_) row_touched_[size_t(r)] = 0;
+    touched_rows_.clear();
+    return;
+  }
   const ParamInfo& wp = word_embedding_param();
   float* g = G_.data();
   std::fill(g, g + wp.offset, 0.f);
@@ -164,7 +171,7 @@ void Model::zero_grad() {
   touched_rows_.clear();
 }
 
-void Model::prepare_batch(const Batch& b, bool train) {
+void Model::prepare_batch(const Batch& b) {
   XLIR_CHECK(b.B > 0, "empty batch: at least one sequence is needed");
   int64_t total = 0, max_len = 0;
   for (int64_t s = 0; s < b.B; s++) {
@@ -211,7 +218,65 @@ void Model::prepare_batch(const Batch& b, bool train) {
     }
     off += L;
   }
-  plan(train);
+}
+
+PackedBatch Model::packed() const {
+  PackedBatch p;
+  p.T = T_, p.B = B_, p.max_len = max_len_;
+  p.ids = ids_.data(), p.pos_ids = pos_ids_.data(), p.type_ids = type_ids_.data(), p.lengths = lengths_.data();
+  p.offsets = offsets_.data(), p.seq_keys = seq_keys_.data(), p.tok_keys = tok_keys_.data();
+  return p;
+}
+
+void Model::init_moments() {
+  M_.assign(W_.size(), 0.f);
+  V_.assign(W_.size(), 0.f);
+  where_[kMoments] = Where::Host;
+}
+
+float* Model::moment(int which) {
+  XLIR_CHECK(has_moments(), "the model has no optimizer state (create an AdamW for it first)");
+  pull(kMoments);
+  where_[kMoments] = Where::Host;
+  return which == 0 ? M_.data() : V_.data();
+}
+
+void Model::pull(Part p) const {
+  if (where_[p] != Where::Device) return;
+  if (p == kWeights) dev_->download_weights(W_.data());
+  if (p == kGrads) dev_->download_grads(G_.data());
+  if (p == kMoments) dev_->download_moments(M_.data(), V_.data());
+  where_[p] = Where::Both;
+}
+
+void Model::push(Part p) {
+  if (where_[p] != Where::Host) return;
+  if (p == kWeights) dev_->upload_weights(W_.data());
+  if (p == kGrads) dev_->upload_grads(G_.data());
+  if (p == kMoments) dev_->upload_moments(M_.data(), V_.data());
+  where_[p] = Where::Both;
+}
+
+void Model::to_device(std::unique_ptr<DeviceBackend> backend) {
+  if (dev_) {
+    for (Part p : {kWeights, kGrads, kMoments}) pull(p);
+    dev_.reset();
+  }
+  for (auto& w : where_) w = Where::Host;
+  have_train_forward_ = false;  // a forward's activations live with the device that ran it
+  dev_ = std::move(backend);
+}
+
+double Model::device_adamw_step(const AdamWHyper& h) {
+  XLIR_CHECK(dev_, "device_adamw_step: the model is on the CPU");
+  XLIR_CHECK(has_moments(), "the model has no optimizer state (create an AdamW for it first)");
+  push(kWeights);
+  push(kGrads);
+  push(kMoments);
+  const double norm = dev_->adamw_step(h, touched_rows_);
+  where_[kWeights] = Where::Device;
+  where_[kMoments] = Where::Device;
+  return norm;
 }
 
 void Model::plan(bool train) {
@@ -344,8 +409,15 @@ void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout
   have_train_forward_ = false;
   const bool dropout = train;
   train = train && keep;  // from here on, "train" means: activations are laid out for backward()
-  prepare_batch(batch, train);
+  prepare_batch(batch);
   dropout_seed_ = dropout_seed;
+  if (dev_) {
+    push(kWeights);
+    dev_->forward(packed(), prec_, out, dropout, train, dropout_seed, hidden_out);
+    have_train_forward_ = train;
+    return;
+  }
+  plan(train);
   const int64_t T = T_, B = B_, H = cfg_.hidden, F = cfg_.ffn, D = embedding_dim();
   const float hp = dropout ? cfg_.hidden_dropout : 0.f, ap = dropout ? cfg_.attn_dropout : 0.f;
   const AttentionShape shape{B, lengths_.data(), offsets_.data(), seq_keys_.data(), H, cfg_.heads};
@@ -424,6 +496,19 @@ void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout
 void Model::backward(const float* dout) {
   XLIR_CHECK(have_train_forward_, "backward() needs a training forward() first (and only one backward per forward)");
   have_train_forward_ = false;
+  if (trainable(word_))
+    for (int64_t t = 0; t < T_; t++)
+      if (!row_touched_[size_t(ids_[t])]) {
+        row_touched_[size_t(ids_[t])] = 1;
+        touched_rows_.push_back(ids_[t]);
+      }
+  if (dev_) {
+    push(kWeights);
+    push(kGrads);
+    dev_->backward(dout);
+    where_[kGrads] = Where::Device;
+    return;
+  }
   const int64_t T = T_, B = B_, H = cfg_.hidden, F = cfg_.ffn, D = embedding_dim();
   const float hp = cfg_.hidden_dropout, ap = cfg_.attn_dropout;
   const AttentionShape shape{B, lengths_.data(), offsets_.data(), seq_keys_.data(), H, cfg_.heads};
@@ -545,12 +630,6 @@ void Model::backward(const float* dout) {
   const bool ln_tr = trainable(eln_w_);
   layernorm_backward(dh, ln_tr ? Gr(eln_w_) : nullptr, ln_tr ? Gr(eln_b_) : nullptr, dtmp, emb_sum_, eln_w_, emb_mean_,
                      emb_rstd_, T, H);
-  if (G(word_))
-    for (int64_t t = 0; t < T; t++)
-      if (!row_touched_[size_t(ids_[t])]) {
-        row_touched_[size_t(ids_[t])] = 1;
-        touched_rows_.push_back(ids_[t]);
-      }
   embedding_backward(G(word_), G(pos_), G(type_), dh, ids_.data(), pos_ids_.data(), type_ids_.data(), T, H);
 }
 

@@ -12,13 +12,20 @@
 //   then reused: a steady-state step allocates nothing.
 // - Dropout is keyed by (dropout seed, site, sequence key, position), so replaying a sub-batch with
 //   the same seed and sequence keys reproduces its masks exactly (gradient caching).
+// - Devices: with a backend attached (to_device; device_backend.h) forward, backward, zero_grad and
+//   the AdamW step run there. The host arrays stay the reference copy that parameter reads and
+//   writes, checkpoints and device changes go through: each of weights, gradients and AdamW
+//   moments records where its newest copy is (host, device or both) and moves only when the
+//   other side needs it, so a training loop on the GPU copies nothing but batches and embeddings.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common.h"
+#include "device_backend.h"
 #include "matmul.h"
 #include "pooling.h"
 
@@ -67,13 +74,43 @@ class Model {
   const ParamInfo& param(const std::string& name) const;
   int64_t num_params() const { return int64_t(W_.size()); }
   // Writable view of every parameter (AdamW, setParameter): the bf16 weight copies count as stale
-  // after any call, and the next bf16 forward converts the weights again.
+  // after any call, and the next bf16 forward converts the weights again. On a device, the device
+  // copy is fetched first and counts as stale afterwards.
   float* weights() {
+    pull(kWeights);
+    where_[kWeights] = Where::Host;
     bf16_weights_current_ = false;
     return W_.data();
   }
-  const float* weights() const { return W_.data(); }  // reading leaves the copies current
-  float* grads() { return G_.data(); }
+  const float* weights() const {  // reading leaves the copies current
+    pull(kWeights);
+    return W_.data();
+  }
+  float* grads() {
+    pull(kGrads);
+    where_[kGrads] = Where::Host;
+    return G_.data();
+  }
+  const float* grads() const {
+    pull(kGrads);
+    return G_.data();
+  }
+
+  // AdamW moments (first m, second v), one per parameter, made (zero) by init_moments when an
+  // optimizer attaches to the model; same synchronisation as the weights.
+  void init_moments();
+  bool has_moments() const { return !M_.empty(); }
+  float* moments_m() { return moment(0); }
+  float* moments_v() { return moment(1); }
+
+  // Moves the model to a device backend (null: back to the CPU). Nothing is copied now: each part
+  // follows when first needed. Gradients and moments travel with the weights.
+  void to_device(std::unique_ptr<DeviceBackend> backend);
+  std::string device() const { return dev_ ? dev_->name() : "cpu"; }
+  bool on_device() const { return bool(dev_); }
+  int64_t device_bytes() const { return dev_ ? dev_->bytes_allocated() : 0; }
+  // Clipping + AdamW on the device (the optimizer's CPU path is in the addon); returns the norm.
+  double device_adamw_step(const AdamWHyper& h);
 
   void set_precision(Precision p) { prec_ = p; }
   Precision precision() const { return prec_; }
@@ -116,7 +153,14 @@ class Model {
   bool trainable(const float* p) const;
   void add_param(const std::string& name, std::vector<int64_t> shape);
   void init_weights();
-  void prepare_batch(const Batch& b, bool train);
+  void prepare_batch(const Batch& b);
+  PackedBatch packed() const;
+  float* moment(int which);
+  // Where the newest copy of each part is; pull makes the host copy current, push the device's.
+  enum Part { kWeights = 0, kGrads = 1, kMoments = 2 };
+  enum class Where { Host, Device, Both };
+  void pull(Part p) const;
+  void push(Part p);
   void plan(bool train);
   LayerActs layer_acts(int64_t l, bool train);
   LayerBf16 layer_bf16(int64_t l);
@@ -124,7 +168,9 @@ class Model {
   ModelConfig cfg_;
   std::vector<ParamInfo> params_;
   std::unordered_map<std::string, size_t> index_;
-  std::vector<float> W_, G_;
+  mutable std::vector<float> W_, G_, M_, V_;  // mutable: a const read may fetch the device copy
+  std::unique_ptr<DeviceBackend> dev_;
+  mutable Where where_[3] = {Where::Host, Where::Host, Where::Host};
   std::vector<char> trainable_flag_;  // per parameter tensor
   size_t word_index_ = 0;                // params_ index of the word-embedding table
   std::vector<char> row_touched_;        // [vocab]: row listed in touched_rows_

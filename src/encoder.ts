@@ -6,15 +6,20 @@ import { native, type NativeModel, type NativeModelConfig, type Precision, type 
 import { loadWeights, readModelFolder, saveModelFolder, type ReadOptions, type SaveOptions } from './checkpoint.ts';
 import { TextTokenizer } from './tokenizer.ts';
 
-/** Where the engine runs. Only 'cpu' exists in a CPU-only build; 'cuda:N' needs the CUDA back end. */
-export type Device = 'cpu' | `cuda:${number}`;
+/** Where the engine runs: the CPU, a CUDA device, or 'emulated' (the device code path on the CPU, for tests). */
+export type Device = 'cpu' | 'emulated' | `cuda:${number}`;
 
+/** Normalises and checks a device name; throws with the reason when CUDA cannot be used. */
 export function checkDevice(device: string): Device {
-  if (device === 'cpu') return 'cpu';
-  if (/^cuda(:\d+)?$/.test(device)) {
+  if (device === 'cpu' || device === 'emulated') return device;
+  const m = /^cuda(?::(\d+))?$/.exec(device);
+  if (m) {
     const info = native().info();
+    const n = Number(m[1] ?? 0);
     if (!info.cuda) throw new Error(`device '${device}' requested but CUDA is unavailable (${info.cudaReason})`);
-    throw new Error(`device '${device}': the CUDA back end is not implemented yet in this version; use 'cpu'`);
+    if (n >= info.cudaDevices)
+      throw new Error(`device '${device}' requested but only ${info.cudaDevices} CUDA device(s) are usable (${info.cudaReason})`);
+    return `cuda:${n}`;
   }
   throw new Error(`unknown device '${device}': expected 'cpu' or 'cuda:N'`);
 }
@@ -41,9 +46,11 @@ export class Encoder {
   ) {}
 
   /** A randomly initialised model (weights ~ normal(0, 0.02) from config.seed). */
-  static create(config: NativeModelConfig, opts: { tokenizerPath?: string; precision?: Precision } = {}): Encoder {
+  static create(config: NativeModelConfig, opts: { tokenizerPath?: string; precision?: Precision; device?: string } = {}): Encoder {
+    const device = checkDevice(opts.device ?? 'cpu');
     const m = new (native().Model)(config);
     if (opts.precision) m.setPrecision(opts.precision);
+    if (device !== 'cpu') m.toDevice(device);
     const tok = opts.tokenizerPath ? TextTokenizer.fromFile(opts.tokenizerPath) : undefined;
     if (tok && tok.vocabSize > config.vocabSize)
       throw new Error(`${opts.tokenizerPath}: tokenizer has ${tok.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
@@ -52,7 +59,7 @@ export class Encoder {
 
   /** Loads a Hugging Face or sentence-transformers folder (weights, and tokenizer.json when present). */
   static load(dir: string, opts: LoadOptions = {}): Encoder {
-    checkDevice(opts.device ?? 'cpu');
+    const device = checkDevice(opts.device ?? 'cpu');
     const folder = readModelFolder(dir, opts);
     try {
       const m = new (native().Model)(folder.config);
@@ -63,6 +70,7 @@ export class Encoder {
         throw e;
       }
       if (opts.precision) m.setPrecision(opts.precision);
+      if (device !== 'cpu') m.toDevice(device);
       const tok = folder.tokenizerPath && existsSync(folder.tokenizerPath) ? TextTokenizer.fromFile(folder.tokenizerPath) : undefined;
       return new Encoder(m, folder.config, tok, folder.tokenizerPath);
     } finally {

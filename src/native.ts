@@ -83,6 +83,18 @@ export interface NativeModel {
   /** Back-propagates d loss / d embeddings [B, embeddingDim] of the last forward(); gradients accumulate (+=). */
   backward(gradEmbeddings: Float32Array): Promise<void>;
   zeroGrad(): void;
+  /**
+   * Moves the model: 'cpu', 'cuda:N' (throws with the reason when CUDA or that device is not
+   * usable) or 'emulated' (the device code path run by the CPU functions: a test back end).
+   * Weights, gradients and optimizer state follow; nothing is copied until a side needs it, and
+   * getParameter / setParameter / checkpoints work the same on every device.
+   */
+  toDevice(device: string): void;
+  /** 'cpu', 'cuda:N' or 'emulated'. */
+  readonly device: string;
+  /** Device memory the model holds (parameters, gradients, bf16 weights, moments, activations); 0 on the CPU. */
+  readonly deviceBytes: number;
+  /** Frees the model (device memory included). */
   dispose(): void;
 }
 
@@ -124,11 +136,18 @@ export interface NativeAddon {
    * passage-to-query term over the first numQueries passages and averages the two.
    */
   infonce(queries: Float32Array, passages: Float32Array, numQueries: number, dim: number,
-    opts: { scale: number; symmetric: boolean }): InfoNCEResult;
+    opts: { scale: number; symmetric: boolean; device?: string }): InfoNCEResult;
   setNumThreads(n: number): void;
   /** Seconds for `iters` fp32-output products [M,K] x [K,N] through the engine's gemm (benchmarks). */
   benchGemm(M: number, N: number, K: number, precision: Precision, iters: number): number;
-  info(): { version: string; threads: number; cuda: boolean; cudaReason: string; isa: string };
+  /**
+   * Engine build. cuda: a CUDA device can be used now; cudaBuilt: the CUDA back end was compiled in;
+   * cudaReason: the devices found, or why there are none.
+   */
+  info(): {
+    version: string; threads: number; cuda: boolean; cudaBuilt: boolean; cudaDevices: number; cudaReason: string;
+    isa: string;
+  };
   /**
    * Exact top-k inner-product search (native/search.h), off the JavaScript thread: queries
    * [nq, dim] x corpus [nc, dim], row-major fp32. Resolves with row-major [nq, k] scores and corpus
@@ -137,8 +156,11 @@ export interface NativeAddon {
    * Every error rejects the promise: lengths that are not whole rows of dim, k < 1, k > nc (an error,
    * not a clamp: a result always has k columns), non-finite values. The inputs are read in place:
    * do not modify them before the promise settles.
+   * opts.device 'cuda:N': the GPU search (matrix product + k-selection, k <= 1024) with the same
+   * results and tie order; queries and corpus must fit in GPU memory.
    */
-  searchTopK(queries: Float32Array, corpus: Float32Array, dim: number, k: number): Promise<SearchTopKResult>;
+  searchTopK(queries: Float32Array, corpus: Float32Array, dim: number, k: number,
+    opts?: { device?: string }): Promise<SearchTopKResult>;
   /**
    * All scores, row-major [nq, nc] (e.g. average precision over a whole candidate pool), computed
    * blockwise (1024 query rows per gemm) straight into the result. nq x nc x 4 bytes: 13k x 13k is 676 MB

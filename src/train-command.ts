@@ -90,7 +90,7 @@ function openEncoder(c: TrainConfig, log: (s: string) => void): Encoder {
   }
   const cfg = scratchConfig(c, TextTokenizer.fromFile(tokPath));
   log(`model: random ${c.scratch} ${c.arch} (${cfg.numLayers} layers, hidden ${cfg.hiddenSize}, vocabulary ${cfg.vocabSize}), seed ${c.seed}`);
-  return Encoder.create(cfg, { tokenizerPath: tokPath, precision: c.precision });
+  return Encoder.create(cfg, { tokenizerPath: tokPath, precision: c.precision, device: c.device });
 }
 
 async function tokenizeSplit(records: TrainingRecord[], bitext: BitextRecord[], c: TrainConfig, tokenizerPath: string): Promise<TokenizedData> {

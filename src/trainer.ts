@@ -60,7 +60,9 @@ export class ContrastiveTrainer {
   lossAndGrad(emb: Float32Array, nq: number, np: number, na: number): { retrieval: number; alignment: number; grad: Float32Array } {
     const D = this.encoder.embeddingDim, nat = native();
     const grad = new Float32Array(emb.length);
-    const r = nat.infonce(emb.subarray(0, nq * D), emb.subarray(nq * D, (nq + np) * D), nq, D, this.loss);
+    // On a GPU the fused InfoNCE kernel computes the loss (no probability matrix); elsewhere the CPU's.
+    const dev = this.encoder.model.device.startsWith('cuda') ? { device: this.encoder.model.device } : {};
+    const r = nat.infonce(emb.subarray(0, nq * D), emb.subarray(nq * D, (nq + np) * D), nq, D, { ...this.loss, ...dev });
     grad.set(r.gradQueries, 0);
     grad.set(r.gradPassages, nq * D);
     let alignment = 0;
@@ -68,7 +70,7 @@ export class ContrastiveTrainer {
     if (na > 0 && w > 0) {
       const a0 = (nq + np) * D;
       const al = nat.infonce(emb.subarray(a0, a0 + na * D), emb.subarray(a0 + na * D, a0 + 2 * na * D), na, D,
-        { scale: this.loss.scale, symmetric: true });
+        { scale: this.loss.scale, symmetric: true, ...dev });
       alignment = al.loss;
       for (let i = 0; i < na * D; i++) {
         grad[a0 + i] = w * al.gradQueries[i];

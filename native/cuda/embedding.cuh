@@ -9,20 +9,16 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <vector>
+
+#include "../embedding.h"
 
 namespace xlir {
 namespace cuda {
 
-// Tokens grouped by table row: segment s covers tokens order[seg_start[s] .. seg_start[s + 1]) (in
-// increasing token order), all with row seg_row[s]. seg_start has num_segments() + 1 entries.
-struct EmbeddingGradPlan {
-  std::vector<int32_t> order, seg_start, seg_row;
-  int64_t num_segments() const { return int64_t(seg_row.size()); }
-};
-
-// Builds the plan from host ids [T]; throws naming the first id outside [0, rows) (`what` names the table).
-void embedding_grad_plan(EmbeddingGradPlan& plan, const int32_t* ids, int64_t T, int64_t rows, const char* what);
+// The plan (tokens grouped by table row) is built on the host by the CPU engine's
+// embedding_grad_plan (native/embedding.h), which the emulated back end shares.
+using ::xlir::EmbeddingGradPlan;
+using ::xlir::embedding_grad_plan;
 
 // dtable[seg_row[s]] += sum of dx[t] over the segment's tokens, for every segment (device copies of
 // the plan's three arrays). dx is [T, C], dtable [rows, C].
