@@ -522,46 +522,11 @@ class AdamWWrap : public Napi::ObjectWrap<AdamWWrap> {
     return p;
   }
   double step(float lr) {
-    Model& m = *wrap_model();
     t_++;
-    if (m.on_device()) {
-      AdamWHyper h;
-      h.lr = lr, h.beta1 = beta1_, h.beta2 = beta2_, h.eps = eps_, h.weight_decay = wd_, h.max_grad_norm = max_norm_;
-      h.step = t_, h.sparse_embeddings = sparse_embeddings_;
-      return m.device_adamw_step(h);
-    }
-    // The word-embedding table's gradient is zero outside the rows the batches touched (Model::
-    // touched_word_rows), so its norm and, in row-sparse mode, its update visit those rows only.
-    const ParamInfo& wp = m.word_embedding_param();
-    const std::vector<int32_t>& rows = m.touched_word_rows();
-    const int64_t width = wp.shape[1], nrows = int64_t(rows.size());
-    const float* grads = m.grads();
-    float* w = m.weights();
-    float *mm = m.moments_m(), *vv = m.moments_v();
-    double ss = 0;
-    for (const auto& p : m.params()) {
-      if (!p.trainable) continue;
-      ss += p.offset == wp.offset ? sum_squares_rows(grads + p.offset, rows.data(), nrows, width)
-                                  : sum_squares(grads + p.offset, p.size);
-    }
-    const double norm = std::sqrt(ss);
-    float scale = 1.f;
-    if (max_norm_ > 0) {
-      // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
-      float coef = float(double(max_norm_) / (norm + 1e-6));
-      scale = coef < 1.f ? coef : 1.f;
-    }
-    for (const auto& p : m.params()) {
-      if (!p.trainable) continue;
-      if (sparse_embeddings_ && p.offset == wp.offset) {
-        adamw_update_rows(w + p.offset, grads + p.offset, mm + p.offset, vv + p.offset, rows.data(), nrows, width, lr,
-                          beta1_, beta2_, eps_, p.decay ? wd_ : 0.f, scale, t_);
-        continue;
-      }
-      adamw_update(w + p.offset, grads + p.offset, mm + p.offset, vv + p.offset, p.size, lr, beta1_, beta2_, eps_,
-                   p.decay ? wd_ : 0.f, scale, t_);
-    }
-    return norm;
+    AdamWHyper h;
+    h.lr = lr, h.beta1 = beta1_, h.beta2 = beta2_, h.eps = eps_, h.weight_decay = wd_, h.max_grad_norm = max_norm_;
+    h.step = t_, h.sparse_embeddings = sparse_embeddings_;
+    return wrap_model()->adamw_step(h);
   }
   Model* wrap_model() { return wrap_->raw(); }
   Napi::Value GetState(const Napi::CallbackInfo& info) {

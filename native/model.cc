@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "activation.h"
+#include "adamw.h"
 #include "attention.h"
 #include "embedding.h"
 #include "layernorm.h"
@@ -267,15 +268,48 @@ void Model::to_device(std::unique_ptr<DeviceBackend> backend) {
   dev_ = std::move(backend);
 }
 
-double Model::device_adamw_step(const AdamWHyper& h) {
-  XLIR_CHECK(dev_, "device_adamw_step: the model is on the CPU");
+double Model::adamw_step(const AdamWHyper& h) {
   XLIR_CHECK(has_moments(), "the model has no optimizer state (create an AdamW for it first)");
-  push(kWeights);
-  push(kGrads);
-  push(kMoments);
-  const double norm = dev_->adamw_step(h, touched_rows_);
-  where_[kWeights] = Where::Device;
-  where_[kMoments] = Where::Device;
+  if (dev_) {
+    push(kWeights);
+    push(kGrads);
+    push(kMoments);
+    const double norm = dev_->adamw_step(h, touched_rows_);
+    where_[kWeights] = Where::Device;
+    where_[kMoments] = Where::Device;
+    return norm;
+  }
+  // The word-embedding table's gradient is zero outside the touched rows, so its norm and, in
+  // row-sparse mode, its update visit those rows only.
+  const ParamInfo& wp = word_embedding_param();
+  const int64_t width = wp.shape[1], nrows = int64_t(touched_rows_.size());
+  const float* g = G_.data();
+  float* w = weights();  // marks the bf16 copies stale
+  float *m = M_.data(), *v = V_.data();
+  double ss = 0;
+  for (const auto& p : params_) {
+    if (!p.trainable) continue;
+    ss += p.offset == wp.offset ? sum_squares_rows(g + p.offset, touched_rows_.data(), nrows, width)
+                                : sum_squares(g + p.offset, p.size);
+  }
+  const double norm = std::sqrt(ss);
+  float scale = 1.f;
+  if (h.max_grad_norm > 0) {
+    // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
+    const float coef = float(double(h.max_grad_norm) / (norm + 1e-6));
+    scale = coef < 1.f ? coef : 1.f;
+  }
+  for (const auto& p : params_) {
+    if (!p.trainable) continue;
+    const float wd = p.decay ? h.weight_decay : 0.f;
+    if (h.sparse_embeddings && p.offset == wp.offset) {
+      adamw_update_rows(w + p.offset, g + p.offset, m + p.offset, v + p.offset, touched_rows_.data(), nrows, width, h.lr,
+                        h.beta1, h.beta2, h.eps, wd, scale, h.step);
+      continue;
+    }
+    adamw_update(w + p.offset, g + p.offset, m + p.offset, v + p.offset, p.size, h.lr, h.beta1, h.beta2, h.eps, wd, scale,
+                 h.step);
+  }
   return norm;
 }
 

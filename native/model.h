@@ -109,8 +109,10 @@ class Model {
   std::string device() const { return dev_ ? dev_->name() : "cpu"; }
   bool on_device() const { return bool(dev_); }
   int64_t device_bytes() const { return dev_ ? dev_->bytes_allocated() : 0; }
-  // Clipping + AdamW on the device (the optimizer's CPU path is in the addon); returns the norm.
-  double device_adamw_step(const AdamWHyper& h);
+  // One AdamW step with global-norm clipping over every trainable tensor, on the model's device
+  // (adamw.h's arithmetic; the word-embedding table's norm and, with h.sparse_embeddings, its
+  // update visit only touched_word_rows()). h.step is t, 1-based. Returns the norm before clipping.
+  double adamw_step(const AdamWHyper& h);
 
   void set_precision(Precision p) { prec_ = p; }
   Precision precision() const { return prec_; }
