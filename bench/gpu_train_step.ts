@@ -50,7 +50,9 @@ const SHAPES: Record<string, Shape> = {
 const LR = 2e-5;
 const SCALE = 20;
 const PAD_ID = 1;
-const TORCH_TIMEOUT_MS = 300_000;
+// Each peer run (train, encode) is killed after this long, so that a hung peer cannot eat a GPU
+// session (scripts/gpu-bench.sh sets XLIR_TORCH_TIMEOUT_S under its own limit).
+const TORCH_TIMEOUT_MS = 1000 * Number(process.env.XLIR_TORCH_TIMEOUT_S ?? 300);
 
 // Dense (no sparsity) bf16 tensor-core peaks from the data sheets, keyed by substrings of the GPU
 // name; the same table as native/tests/cuda_bench.cu. NVL variants are left out (other clocks).
