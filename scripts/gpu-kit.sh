@@ -2,7 +2,7 @@
 # Builds, on this (CPU) machine, what a GPU machine without Node, oneDNN or a network needs to run the
 # CUDA checks and benchmarks: gpu-kit/ holds portable (x86-64-v3, sm_80 + sm_90) builds of
 # xlir_cuda_tests (every kernel vs the CPU), xlir_device_tests (the Model on cuda:0 vs the CPU
-# Model) and xlir_cuda_bench when it exists, the shared libraries they need that such a machine may
+# Model), xlir_train_bench (bench/train_step_native.cc) and xlir_cuda_bench when it exists, the shared libraries they need that such a machine may
 # lack (oneDNN, libgomp, the OpenCL loader oneDNN links), bench/torch_train_step.py, and run.sh.
 # On the GPU machine: `bash gpu-kit/run.sh [OUT_DIR]` (cuBLASLt comes from python3's nvidia-cublas
 # wheel there). About 60 MB: within the device tool's 64 MiB working-tree limit.
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 command -v nvcc >/dev/null || { echo "gpu-kit: nvcc is needed to build the CUDA programs" >&2; exit 1; }
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DXLIR_PORTABLE=ON -DXLIR_CUDA=ON >build-gpu.log 2>&1 \
   || { tail -30 build-gpu.log; exit 1; }
-targets="xlir_cuda_tests xlir_device_tests"
+targets="xlir_cuda_tests xlir_device_tests xlir_train_bench"
 if grep -q "xlir_cuda_bench" CMakeLists.txt; then targets="$targets xlir_cuda_bench"; fi
 # shellcheck disable=SC2086
 cmake --build build-gpu --target $targets -j2 >>build-gpu.log 2>&1 || { tail -30 build-gpu.log; exit 1; }

@@ -22,4 +22,22 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 run cuda_tests 240 "$kit/xlir_cuda_tests"
 run device_tests 240 "$kit/xlir_device_tests"
 if [ -x "$kit/xlir_cuda_bench" ]; then run cuda_bench 240 "$kit/xlir_cuda_bench"; fi
+# End to end, XLM-R base, 128 pairs, bf16: the engine, then sentence-transformers on the very same
+# sequences (the lengths file), same GPU, same run; the ratio is of real-token throughput.
+steps=${STEPS:-20}
+run train_bench 300 "$kit/xlir_train_bench" --device cuda:0 --precision bf16 --steps "$steps" --lengths-out "$out/lengths.json"
+run torch_train 300 python3 "$kit/torch_train_step.py" --layers 12 --hidden 768 --heads 12 --ffn 3072 --vocab 250002 \
+  --lengths-file "$out/lengths.json" --steps "$steps" --warmup 3 --precision bf16 --mode train --device cuda --json
+run torch_encode 300 python3 "$kit/torch_train_step.py" --layers 12 --hidden 768 --heads 12 --ffn 3072 --vocab 250002 \
+  --lengths-file "$out/lengths.json" --steps "$steps" --warmup 3 --precision bf16 --mode encode --device cuda --json
+python3 - "$out" <<'PY' || status=1
+import json, sys
+out = sys.argv[1]
+last = lambda f: json.loads([l for l in open(f"{out}/{f}.txt") if l.startswith("{")][-1])
+x, t, e = last("train_bench"), last("torch_train"), last("torch_encode")
+tt = t.get("tokens_per_s") or t.get("real_tokens_per_s")
+te = e.get("tokens_per_s") or e.get("real_tokens_per_s")
+print(f"xlir {x['tokens_per_s']:.0f} tok/s (MFU {100 * x['mfu']:.1f}%) vs sentence-transformers {tt:.0f} tok/s: {x['tokens_per_s'] / tt:.2f}x")
+print(f"encode: xlir {x['tokens'] / x['encode_ms'] * 1e3:.0f} tok/s vs PyTorch {te:.0f} tok/s: {x['tokens'] / x['encode_ms'] * 1e3 / te:.2f}x")
+PY
 exit $status
