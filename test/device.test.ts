@@ -39,7 +39,9 @@ interface Tol {
 // by sqrt(v)), hence 1e-2 of the distance moved as in parity.test.ts. The loss curve: 50 steps of
 // a chaotic map from 1e-6 initial differences, 2e-3 relative per step.
 const TOL: Record<string, Tol> = {
-  emulated: { forward: 1e-6, grad: 1e-6, weights: 1e-6, loss: 1e-6 },
+  // weights: 1e-4 of the distance moved, see native/tests/device_tests.cc (one-ulp differences
+  // between equivalent vectorised loops, amplified by Adam on noise-level gradients).
+  emulated: { forward: 1e-6, grad: 1e-6, weights: 1e-4, loss: 1e-6 },
   cuda: { forward: 1e-5, grad: 1e-4, weights: 1e-2, loss: 2e-3 },
 };
 // bf16 on the device against the fp32 CPU: each product rounds its operands to 8 significant bits

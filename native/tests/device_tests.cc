@@ -60,8 +60,12 @@ struct Tol {
 // in summation order only (cuda_tests.cu holds single kernels to 1e-6 .. 1e-4): 1e-5 for hidden
 // states as the transformers parity test, 1e-4 for gradients, 1e-2 of the distance moved for
 // weights after Adam steps (Adam divides by sqrt(v), amplifying noise-level gradients), 2e-3 per
-// step on a 50-step loss curve.
-static const Tol kEmulated{1e-6, 1e-6, 1e-6, 1e-6}, kCuda{1e-5, 1e-4, 1e-2, 2e-3};
+// step on a 50-step loss curve. 'emulated' weights after 50 Adam steps: 1e-4 of the distance
+// moved, because a build whose vectoriser treats two equivalent loops differently (seen with
+// XLIR_PORTABLE's x86-64-v3 build: 1.3e-5) starts one-ulp differences that Adam's division by
+// sqrt(v) amplifies on noise-level gradients; the gradient norm is returned in float by the device
+// path (double on the CPU): 1e-5.
+static const Tol kEmulated{1e-6, 1e-6, 1e-4, 1e-6}, kCuda{1e-5, 1e-4, 1e-2, 2e-3};
 // bf16 products (8-bit significands, fp32 accumulation) against fp32: see device.test.ts.
 static const double kBf16Forward = 5e-3, kBf16Grad = 1e-2;
 
@@ -214,7 +218,7 @@ static void loss_curve(const std::string& dev_name, const Backend& make, const T
       if (s % 10 == 0 || s == 49) std::printf("# %s step %d loss cpu %.6f device %.6f\n", dev_name.c_str(), s, loss[0], loss[1]);
     }
     report(dev_name + " 50-step loss curve vs CPU (worst step, relative)", worst, tol.loss);
-    report(dev_name + " 50-step gradient norms vs CPU (worst step, relative)", worst_norm, std::max(tol.loss, 1e-6));
+    report(dev_name + " 50-step gradient norms vs CPU (worst step, relative)", worst_norm, std::max(tol.loss, 1e-5));
     const Vec wc = all_weights(cpu), wd = all_weights(dev);
     double moved = 0, diff = 0;
     for (size_t i = 0; i < wc.size(); i++) moved += double(wc[i] - start[i]) * (wc[i] - start[i]), diff += double(wd[i] - wc[i]) * (wd[i] - wc[i]);
