@@ -51,15 +51,7 @@ class DeviceModel final : public DeviceBackend {
     type_ = off("embeddings.token_type_embeddings.weight");
     eln_w_ = off("embeddings.LayerNorm.weight");
     eln_b_ = off("embeddings.LayerNorm.bias");
-    for (int64_t l = 0; l < c.layers; l++) {
-      const std::string p = "encoder.layer." + std::to_string(l) + ".";
-      lp_.push_back({off(p + "attention.self.query.weight"), off(p + "attention.self.query.bias"),
-                     off(p + "attention.output.dense.weight"), off(p + "attention.output.dense.bias"),
-                     off(p + "attention.output.LayerNorm.weight"), off(p + "attention.output.LayerNorm.bias"),
-                     off(p + "intermediate.dense.weight"), off(p + "intermediate.dense.bias"),
-                     off(p + "output.dense.weight"), off(p + "output.dense.bias"), off(p + "output.LayerNorm.weight"),
-                     off(p + "output.LayerNorm.bias")});
-    }
+    for (int64_t l = 0; l < c.layers; l++) lp_.push_back(host_.layer_offsets(l));
     if (c.has_pooler) pool_w_ = off("pooler.dense.weight"), pool_b_ = off("pooler.dense.bias");
     if (c.dense_out) {
       dense_w_ = off("dense.linear.weight");
@@ -315,9 +307,7 @@ class DeviceModel final : public DeviceBackend {
   }
 
  private:
-  struct LayerOff {
-    int64_t qkv_w, qkv_b, ao_w, ao_b, ln1_w, ln1_b, i_w, i_b, o_w, o_b, ln2_w, ln2_b;
-  };
+  using LayerOff = Model::LayerOffsets;
   // One layer's saved activations (a training forward keeps one set per layer).
   struct Acts {
     float *qkv, *ctx, *lse, *r1, *mean1, *rstd1, *a1, *pre, *r2, *mean2, *rstd2;

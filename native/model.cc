@@ -89,12 +89,10 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
   eln_w_ = P("embeddings.LayerNorm.weight");
   eln_b_ = P("embeddings.LayerNorm.bias");
   for (int64_t l = 0; l < cfg_.layers; l++) {
-    const std::string p = "encoder.layer." + std::to_string(l) + ".";
-    lp_.push_back({P(p + "attention.self.query.weight"), P(p + "attention.self.query.bias"),
-                   P(p + "attention.output.dense.weight"), P(p + "attention.output.dense.bias"),
-                   P(p + "attention.output.LayerNorm.weight"), P(p + "attention.output.LayerNorm.bias"),
-                   P(p + "intermediate.dense.weight"), P(p + "intermediate.dense.bias"), P(p + "output.dense.weight"),
-                   P(p + "output.dense.bias"), P(p + "output.LayerNorm.weight"), P(p + "output.LayerNorm.bias")});
+    const LayerOffsets o = layer_offsets(l);
+    float* w = W_.data();
+    lp_.push_back({w + o.qkv_w, w + o.qkv_b, w + o.ao_w, w + o.ao_b, w + o.ln1_w, w + o.ln1_b, w + o.i_w, w + o.i_b,
+                   w + o.o_w, w + o.o_b, w + o.ln2_w, w + o.ln2_b});
   }
   if (cfg_.has_pooler) pool_w_ = P("pooler.dense.weight"), pool_b_ = P("pooler.dense.bias");
   if (cfg_.dense_out) {
@@ -102,6 +100,15 @@ Model::Model(const ModelConfig& cfg) : cfg_(cfg) {
     if (cfg_.dense_bias) dense_b_ = P("dense.linear.bias");
   }
   init_weights();
+}
+
+Model::LayerOffsets Model::layer_offsets(int64_t l) const {
+  const std::string p = "encoder.layer." + std::to_string(l) + ".";
+  auto o = [&](const std::string& n) { return param(p + n).offset; };
+  return {o("attention.self.query.weight"), o("attention.self.query.bias"), o("attention.output.dense.weight"),
+          o("attention.output.dense.bias"), o("attention.output.LayerNorm.weight"), o("attention.output.LayerNorm.bias"),
+          o("intermediate.dense.weight"), o("intermediate.dense.bias"), o("output.dense.weight"), o("output.dense.bias"),
+          o("output.LayerNorm.weight"), o("output.LayerNorm.bias")};
 }
 
 const ParamInfo& Model::param(const std::string& name) const {

@@ -136,6 +136,12 @@ class Model {
   // scatter), so zero_grad(), the gradient norm and the row-sparse AdamW visit only these rows:
   // a batch touches a few thousand of XLM-R's 250,002.
   const ParamInfo& word_embedding_param() const { return params_[word_index_]; }
+
+  // Offsets (in the flat parameter array) of layer l's tensors, for the device back ends.
+  struct LayerOffsets {
+    int64_t qkv_w, qkv_b, ao_w, ao_b, ln1_w, ln1_b, i_w, i_b, o_w, o_b, ln2_w, ln2_b;
+  };
+  LayerOffsets layer_offsets(int64_t l) const;
   const std::vector<int32_t>& touched_word_rows() const { return touched_rows_; }
 
  private:
