@@ -37,6 +37,7 @@ export function evalOptions<T>(y: Argv<T>) {
     .option('batch-size', { type: 'number', default: 64, describe: 'texts per engine call' })
     .option('precision', { choices: ['fp32', 'bf16'] as const, default: 'fp32' as const })
     .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
+    .option('device', { type: 'string', default: 'cpu', describe: "'cpu' or 'cuda:N': encoding, and trec's exact search when the corpus fits in GPU memory" })
     .option('seed', { type: 'number', default: 0, describe: 'recorded with the result (evaluation itself draws nothing)' })
     .option('png', { type: 'boolean', describe: 'require PNG pictures (default: when fonts are found)' });
 }
@@ -47,7 +48,7 @@ export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => pro
   if (a.threads) native().setNumThreads(a.threads);
   const out = a.out ?? join('eval', `${a.bench}-${basename(resolve(a.model))}`);
   mkdirSync(out, { recursive: true });
-  const enc = Encoder.load(a.model, { precision: a.precision });
+  const enc = Encoder.load(a.model, { precision: a.precision, device: a.device });
   try {
     const common = {
       maxQueryLength: a['max-query-length'], maxPassageLength: a['max-passage-length'], queryPrefix: a['query-prefix'],

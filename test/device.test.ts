@@ -18,6 +18,7 @@ import { native, type NativeModel, type NativeModelConfig, type TokenBatch } fro
 import { Encoder, checkDevice, concatBatches } from '../src/encoder.ts';
 import { randomBatch } from './helpers/random-tokens.ts';
 import { mulberry32 } from '../src/rng.ts';
+import { EngineExactSearch } from '../src/search/index.ts';
 
 interface Tol {
   /** Embeddings and hidden states, relative (whole tensor). */
@@ -322,6 +323,20 @@ test('cuda:0: exact GPU search equals the CPU search (ties in corpus order); GPU
     assert.ok(Math.abs(a.loss - b.loss) <= 1e-5 * Math.abs(a.loss), `loss ${b.loss} vs ${a.loss}`);
     assert.ok(relErr(b.gradQueries, a.gradQueries) <= 1e-5 && relErr(b.gradPassages, a.gradPassages) <= 1e-5, 'gradients');
   }
+});
+
+test('cuda:0: evaluation search (EngineExactSearch) on the GPU equals the CPU; k > 1024 falls back with the reason', { skip: cudaSkip }, async () => {
+  const r = mulberry32(8);
+  const d = 16, nc = 3000;
+  const c = Float32Array.from({ length: nc * d }, () => r() - 0.5), q = Float32Array.from({ length: 20 * d }, () => r() - 0.5);
+  const why: string[] = [];
+  const gpu = new EngineExactSearch(c, d, { device: 'cuda:0', onFallback: (w) => why.push(w) });
+  assert.equal(gpu.name, 'engine-exact:cuda:0');
+  const cpu = new EngineExactSearch(c, d);
+  assert.deepEqual((await gpu.search(q, 1000)).ids, (await cpu.search(q, 1000)).ids);
+  assert.deepEqual(why, []);
+  assert.deepEqual((await gpu.search(q, 2000)).ids, (await cpu.search(q, 2000)).ids);
+  assert.match(why[0], /above the GPU search's 1024/);
 });
 
 test('device selection: clear errors for unknown devices and for CUDA without a GPU', { skip: info.cuda ? 'a GPU is present' : false }, () => {

@@ -65,7 +65,9 @@ export async function evaluateTrec(enc: Encoder, o: TrecEvalCommandOptions) {
   const queries = await enc.encodeTexts(qids.map((q) => topics.get(q)!), { maxLength: o.maxQueryLength, prefix: o.queryPrefix, batchSize: o.batchSize });
   const t1 = performance.now();
 
-  const backend: SearchBackend = o.backend === 'exact' ? new EngineExactSearch(corpus, D) : FaissSearch.build(corpus, D, { factory: o.backend });
+  const backend: SearchBackend = o.backend === 'exact'
+    ? new EngineExactSearch(corpus, D, { device: enc.model.device, onFallback: (why) => log(`warning: ${why}`) })
+    : FaissSearch.build(corpus, D, { factory: o.backend });
   const k = Math.min(o.depth, ids.length);
   const hits = await backend.search(queries, k);
   const t2 = performance.now();

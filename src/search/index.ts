@@ -1,5 +1,7 @@
 // Top-k inner-product search behind one interface, for evaluation:
-//  - EngineExactSearch: the engine's blocked oneDNN search (native searchTopK), exact;
+//  - EngineExactSearch: the engine's exact search (native searchTopK): blocked oneDNN products on
+//    the CPU, or the GPU's product + k-selection with device 'cuda:N' when k <= 1024 and the
+//    corpus fits in GPU memory (else the CPU, with the reason passed to onFallback);
 //  - FaissSearch with 'Flat': FAISS exhaustive inner-product search, exact;
 //  - FaissSearch with 'HNSW32', 'IVF256,PQ16', ...: approximate; measureRecall() reports its
 //    recall@k against an exact back end.
@@ -30,19 +32,39 @@ export interface SearchBackend {
  * search runs). Equal scores are ordered by lower corpus row.
  */
 export class EngineExactSearch implements SearchBackend {
-  readonly name = 'engine-exact';
+  readonly name: string;
   readonly exact = true;
   readonly size: number;
+  private readonly device: string | undefined;
 
-  constructor(private readonly corpus: Float32Array, readonly dim: number) {
+  constructor(private readonly corpus: Float32Array, readonly dim: number,
+    opts: { device?: string; onFallback?: (reason: string) => void } = {}) {
     if (!Number.isInteger(dim) || dim < 1) throw new Error(`EngineExactSearch: dim must be a positive integer, got ${dim}`);
     if (!(corpus instanceof Float32Array) || corpus.length % dim !== 0) {
       throw new Error(`EngineExactSearch: the corpus must be a Float32Array of whole rows of dim ${dim}`);
     }
     this.size = corpus.length / dim;
+    this.device = opts.device?.startsWith('cuda') ? opts.device : undefined;
+    this.onFallback = opts.onFallback ?? (() => {});
+    this.name = this.device ? `engine-exact:${this.device}` : 'engine-exact';
   }
+  private readonly onFallback: (reason: string) => void;
 
   async search(queries: Float32Array, k: number): Promise<SearchResult> {
+    if (this.device) {
+      // The GPU selection sorts in shared memory (k <= 1024); a corpus that does not fit in GPU
+      // memory is searched on the CPU. Both give the same ids in the same order.
+      if (k > 1024) this.onFallback(`k = ${k} is above the GPU search's 1024: searching on the CPU`);
+      else {
+        try {
+          const r = await native().searchTopK(queries, this.corpus, this.dim, k, { device: this.device });
+          return { scores: r.scores, ids: r.ids, k };
+        } catch (e) {
+          if (!/cannot allocate/.test(String(e))) throw e;
+          this.onFallback(`${String((e as Error).message ?? e)}: searching on the CPU`);
+        }
+      }
+    }
     const r = await native().searchTopK(queries, this.corpus, this.dim, k);
     return { scores: r.scores, ids: r.ids, k };
   }
