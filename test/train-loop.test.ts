@@ -50,8 +50,8 @@ class TestSampler implements LoopSampler {
   }
 }
 
-function setup(outDir: string, over: Partial<LoopOptions> = {}) {
-  const enc = Encoder.create(cfg);
+function setup(outDir: string, over: Partial<LoopOptions> = {}, device = 'cpu') {
+  const enc = Encoder.create(cfg, { device });
   const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 },
     { scale: 20, symmetric: false }, 5);
   const d = data();
@@ -96,4 +96,25 @@ test('an interrupted run resumes exactly where it stopped', async () => {
   const other = setup(b, { runKey: 'k2' });
   await assert.rejects(other.run(), /belongs to a run with other settings/);
   for (const x of [full, second, other]) x.enc.dispose();
+});
+
+// The whole loop (gradient caching with sub-batches of 5, validation, atomic checkpoints of the
+// model and of the AdamW moments read back from the device, resume) on the 'emulated' device: the
+// device code path with the CPU functions, which equals the CPU bit for bit in fp32, so the losses
+// of an interrupted and resumed device run must equal the uninterrupted CPU run's exactly.
+test('on a device (emulated): an interrupted run resumes and reproduces the CPU run', async () => {
+  const a = mkdtempSync(join(tmpdir(), 'xlir-loop-cpu-')), b = mkdtempSync(join(tmpdir(), 'xlir-loop-dev-'));
+  const cpu = setup(a);
+  const rc = await cpu.run();
+  const first = setup(b, { stopAfter: 5 }, 'emulated');
+  assert.equal(first.enc.model.device, 'emulated');
+  const r1 = await first.run();
+  assert.equal(r1.state.stopped, 'interrupted');
+  first.enc.dispose();
+  const second = setup(b, {}, 'emulated');
+  const r2 = await second.run();
+  assert.deepEqual([...r1.losses, ...r2.losses], rc.losses, 'device run (with a resume) differs from the CPU run');
+  for (const p of second.enc.model.parameters())
+    assert.deepEqual(second.enc.model.getParameter(p.name), cpu.enc.model.getParameter(p.name), p.name);
+  for (const x of [cpu, second]) x.enc.dispose();
 });
