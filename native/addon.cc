@@ -198,6 +198,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod<&ModelWrap::Backward>("backward"),
                         InstanceMethod<&ModelWrap::ZeroGrad>("zeroGrad"),
                         InstanceMethod<&ModelWrap::ToDevice>("toDevice"),
+                        InstanceMethod<&ModelWrap::SetActivationRecompute>("setActivationRecompute"),
                         InstanceAccessor<&ModelWrap::Device>("device"),
                         InstanceAccessor<&ModelWrap::DeviceBytes>("deviceBytes"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
@@ -259,6 +260,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     } catch (const std::exception& e) {
       throw_js(env, e.what());
     }
+  }
+  void SetActivationRecompute(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw_js(info.Env(), "setActivationRecompute(on: boolean) expected");
+    model(info.Env()).set_recompute(info[0].As<Napi::Boolean>().Value());
   }
   Napi::Value Device(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), model(info.Env()).device()); }
   Napi::Value DeviceBytes(const Napi::CallbackInfo& info) {

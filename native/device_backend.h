@@ -55,8 +55,9 @@ class DeviceBackend {
   virtual void download_moments(float* m, float* v) = 0;
 
   // Model::forward / backward on the device. out[B, D] and hidden_out[T, H] (optional) are host arrays.
-  virtual void forward(const PackedBatch& b, Precision prec, float* out, bool dropout, bool keep, uint64_t seed,
-                       float* hidden_out) = 0;
+  // recompute (with keep): keep only each layer's input and rebuild its activations in backward.
+  virtual void forward(const PackedBatch& b, Precision prec, float* out, bool dropout, bool keep, bool recompute,
+                       uint64_t seed, float* hidden_out) = 0;
   virtual void backward(const float* dout) = 0;
   virtual void zero_grad() = 0;
   // Clipping + AdamW over every trainable tensor; the word-embedding table's gradient is non-zero

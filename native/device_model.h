@@ -91,12 +91,13 @@ class DeviceModel final : public DeviceBackend {
 
   void zero_grad() override { ops_.zero(G_, size_t(n_) * 4); }
 
-  void forward(const PackedBatch& b, Precision prec, float* out, bool dropout, bool keep, uint64_t seed,
+  void forward(const PackedBatch& b, Precision prec, float* out, bool dropout, bool keep, bool recompute, uint64_t seed,
                float* hidden_out) override {
     const ModelConfig& c = host_.config();
     have_train_forward_ = false;
     bf_ = prec == Precision::BF16;
     keep_ = keep;
+    recompute_ = keep && recompute;
     seed_ = seed;
     plan(b, keep, bf_);
     upload_batch(b, keep);
@@ -104,7 +105,7 @@ class DeviceModel final : public DeviceBackend {
       ops_.to_bf16(W16_, W_, n_);
       w16_current_ = true;
     }
-    const int64_t T = T_, B = B_, H = c.hidden, F = c.ffn, D = dim();
+    const int64_t T = T_, B = B_, H = c.hidden, D = dim();
     const float hp = dropout ? c.hidden_dropout : 0.f, ap = dropout ? c.attn_dropout : 0.f;
 
     ops_.embedding_layernorm_forward(a_.emb_sum, xs_[0], nullptr, a_.emb_mean, a_.emb_rstd, a_.ids, a_.pos_ids,
@@ -113,27 +114,8 @@ class DeviceModel final : public DeviceBackend {
     // Dropout follows the embedding LayerNorm, so the layer input's bf16 copy is made after it.
     ops_.dropout_rows(xs_[0], xs_[0], T, H, hp, site_key(seed, -1, 0), a_.tok_keys);
     if (bf_) ops_.to_bf16(xs16_[0], xs_[0], T * H);
-    for (int64_t l = 0; l < c.layers; l++) {
-      const LayerOff& w = lp_[size_t(l)];
-      const Acts a = layer_acts(l);
-      ops_.linear(in(xs_[l], xs16_[l]), wt(w.qkv_w), W_ + w.qkv_b, a.qkv, T, 3 * H, H, bf_);
-      ops_.attention_forward(a.ctx, bf_ ? a.ctx16 : nullptr, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap,
-                             site_key(seed, l, 0), a_.seq_keys);
-      // r1 = x + dropout(ctx Wao^T + b): the bias in the product, dropout in place, the residual
-      // add in the LayerNorm kernel.
-      ops_.linear(in(a.ctx, a.ctx16), wt(w.ao_w), W_ + w.ao_b, a_.tmp, T, H, H, bf_);
-      ops_.dropout_rows(a_.tmp, a_.tmp, T, H, hp, site_key(seed, l, 1), a_.tok_keys);
-      ops_.residual_layernorm_forward(a.r1, a.a1, bf_ ? a.a116 : nullptr, a.mean1, a.rstd1, a_.tmp, xs_[l], W_ + w.ln1_w,
-                                      W_ + w.ln1_b, T, H, c.ln_eps);
-      // FFN: pre = a1 Wi^T + bi is kept (backward's GELU derivative and recompute read it); the
-      // GELU output is scratch, recomputed by backward (plus its bf16 copy in bf16 mode).
-      ops_.linear(in(a.a1, a.a116), wt(w.i_w), W_ + w.i_b, a.pre, T, F, H, bf_);
-      ops_.bias_gelu_forward(nullptr, a_.gel, bf_ ? a_.gel16 : nullptr, a.pre, nullptr, T, F);
-      ops_.linear(in(a_.gel, a_.gel16), wt(w.o_w), W_ + w.o_b, a_.tmp, T, H, F, bf_);
-      ops_.dropout_rows(a_.tmp, a_.tmp, T, H, hp, site_key(seed, l, 2), a_.tok_keys);
-      ops_.residual_layernorm_forward(a.r2, xs_[l + 1], bf_ ? xs16_[l + 1] : nullptr, a.mean2, a.rstd2, a_.tmp, a.a1,
-                                      W_ + w.ln2_w, W_ + w.ln2_b, T, H, c.ln_eps);
-    }
+    hp_ = hp, ap_ = ap;
+    for (int64_t l = 0; l < c.layers; l++) layer_forward(l);
     const float* h = xs_[c.layers];
     const PoolMode mode = c.pooling == Pooling::Mean ? PoolMode::Mean : PoolMode::CLS;
     ops_.pool_forward(a_.cls, h, a_.off32, B, H, mode);
@@ -216,6 +198,7 @@ class DeviceModel final : public DeviceBackend {
     };
     for (int64_t l = c.layers - 1; l >= 0; l--) {
       if (!below[size_t(l + 1)]) return;
+      if (recompute_) layer_forward(l);
       const LayerOff& w = lp_[size_t(l)];
       const Acts a = layer_acts(l);
       const bool tr = trainable(w.qkv_w);
@@ -327,6 +310,35 @@ class DeviceModel final : public DeviceBackend {
     bf16* y16;
   };
 
+  // One encoder layer's forward from xs_[l] into layer_acts(l) and xs_[l + 1], with the dropout of
+  // the current forward (hp_, ap_, seed_): run by forward(), and again by backward() for each layer
+  // when activations are recomputed (same inputs, same masks, deterministic kernels: the same bits).
+  void layer_forward(int64_t l) {
+    const ModelConfig& c = host_.config();
+    const int64_t T = T_, B = B_, H = c.hidden, F = c.ffn;
+    const float hp = hp_, ap = ap_;
+    const uint64_t seed = seed_;
+    const LayerOff& w = lp_[size_t(l)];
+    const Acts a = layer_acts(l);
+    ops_.linear(in(xs_[l], xs16_[l]), wt(w.qkv_w), W_ + w.qkv_b, a.qkv, T, 3 * H, H, bf_);
+    ops_.attention_forward(a.ctx, bf_ ? a.ctx16 : nullptr, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap,
+                           site_key(seed, l, 0), a_.seq_keys);
+    // r1 = x + dropout(ctx Wao^T + b): the bias in the product, dropout in place, the residual
+    // add in the LayerNorm kernel.
+    ops_.linear(in(a.ctx, a.ctx16), wt(w.ao_w), W_ + w.ao_b, a_.tmp, T, H, H, bf_);
+    ops_.dropout_rows(a_.tmp, a_.tmp, T, H, hp, site_key(seed, l, 1), a_.tok_keys);
+    ops_.residual_layernorm_forward(a.r1, a.a1, bf_ ? a.a116 : nullptr, a.mean1, a.rstd1, a_.tmp, xs_[l], W_ + w.ln1_w,
+                                    W_ + w.ln1_b, T, H, c.ln_eps);
+    // FFN: pre = a1 Wi^T + bi is kept (backward's GELU derivative and recompute read it); the
+    // GELU output is scratch, recomputed by backward (plus its bf16 copy in bf16 mode).
+    ops_.linear(in(a.a1, a.a116), wt(w.i_w), W_ + w.i_b, a.pre, T, F, H, bf_);
+    ops_.bias_gelu_forward(nullptr, a_.gel, bf_ ? a_.gel16 : nullptr, a.pre, nullptr, T, F);
+    ops_.linear(in(a_.gel, a_.gel16), wt(w.o_w), W_ + w.o_b, a_.tmp, T, H, F, bf_);
+    ops_.dropout_rows(a_.tmp, a_.tmp, T, H, hp, site_key(seed, l, 2), a_.tok_keys);
+    ops_.residual_layernorm_forward(a.r2, xs_[l + 1], bf_ ? xs16_[l + 1] : nullptr, a.mean2, a.rstd2, a_.tmp, a.a1,
+                                    W_ + w.ln2_w, W_ + w.ln2_b, T, H, c.ln_eps);
+  }
+
   static size_t align(size_t b) { return (b + 255) & ~size_t(255); }
   // Hands out 256-byte aligned pieces of one allocation (base null: only measures).
   struct Carver {
@@ -395,7 +407,8 @@ class DeviceModel final : public DeviceBackend {
     const ModelConfig& c = host_.config();
     T_ = b.T, B_ = b.B, max_len_ = b.max_len;
     const int64_t T = T_, B = B_, H = c.hidden, F = c.ffn, nl = c.layers, D = dim();
-    const int64_t slots = keep ? nl : (nl > 0 ? 1 : 0), nxs = keep ? nl + 1 : 2;
+    // Recompute keeps the layer inputs only; each layer's activations are rebuilt in one slot.
+    const int64_t slots = keep && !recompute_ ? nl : (nl > 0 ? 1 : 0), nxs = keep ? nl + 1 : 2;
     Carver cv;
     auto f = [&](int64_t n) { return cv.template take<float>(n); };
     auto h16 = [&](int64_t n) { return bf ? cv.template take<bf16>(n) : nullptr; };
@@ -456,7 +469,7 @@ class DeviceModel final : public DeviceBackend {
     cv.base = arena_;
     layout();
   }
-  Acts layer_acts(int64_t l) const { return acts_[size_t(keep_ ? l : 0)]; }
+  Acts layer_acts(int64_t l) const { return acts_[size_t(keep_ && !recompute_ ? l : 0)]; }
 
   void upload_batch(const PackedBatch& b, bool keep) {
     const ModelConfig& c = host_.config();
@@ -506,7 +519,8 @@ class DeviceModel final : public DeviceBackend {
 
   // The last forward.
   int64_t T_ = 0, B_ = 0, max_len_ = 0;
-  bool bf_ = false, keep_ = false, have_train_forward_ = false;
+  bool bf_ = false, keep_ = false, recompute_ = false, have_train_forward_ = false;
+  float hp_ = 0, ap_ = 0;  // the last forward's dropout probabilities
   uint64_t seed_ = 0;
   Arena a_{};
   std::vector<float*> xs_;

@@ -454,7 +454,7 @@ void Model::forward(const Batch& batch, float* out, bool train, uint64_t dropout
   dropout_seed_ = dropout_seed;
   if (dev_) {
     push(kWeights);
-    dev_->forward(packed(), prec_, out, dropout, train, dropout_seed, hidden_out);
+    dev_->forward(packed(), prec_, out, dropout, train, recompute_, dropout_seed, hidden_out);
     have_train_forward_ = train;
     return;
   }

@@ -117,6 +117,13 @@ class Model {
   void set_precision(Precision p) { prec_ = p; }
   Precision precision() const { return prec_; }
   void set_frozen(bool freeze_word_embeddings, int64_t freeze_layers);
+  // Activation recompute (device back ends): a training forward keeps only each layer's input and
+  // backward rebuilds the layer's activations first (about one more forward of compute; activation
+  // memory from ~11 H floats per token and layer to ~1 H, plus one layer's worth). Gradients are
+  // identical. The CPU path keeps its activations whatever this says (host memory is rarely the
+  // limit there, and gradient caching bounds it).
+  void set_recompute(bool on) { recompute_ = on; }
+  bool recompute() const { return recompute_; }
 
   // Sentence embeddings out[B, embedding_dim()]. train: dropout on. keep: activations kept for
   // backward() (a training forward); without keep only one layer's activations live at a time
@@ -184,6 +191,7 @@ class Model {
   std::vector<char> row_touched_;        // [vocab]: row listed in touched_rows_
   std::vector<int32_t> touched_rows_;    // capacity reserved for the whole vocabulary: never reallocates
   Precision prec_ = Precision::FP32;
+  bool recompute_ = false;
 
   // Parameter views.
   float *word_, *pos_, *type_, *eln_w_, *eln_b_, *pool_w_ = nullptr, *pool_b_ = nullptr, *dense_w_ = nullptr,

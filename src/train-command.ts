@@ -152,6 +152,7 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
   const enc = openEncoder(c, log);
   try {
     enc.model.setFrozen({ freezeWordEmbeddings: c.freezeEmbeddings, freezeLayers: c.freezeLayers });
+    enc.model.setActivationRecompute(c.activationRecompute);
     const tokenizerPath = enc.tokenizerPath!;
     const t0 = performance.now();
     const trainData = await tokenizeSplit(train.records, train.bitext, c, tokenizerPath);
@@ -188,7 +189,7 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
     const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm, sparseEmbeddings: c.sparseEmbeddings },
       { scale: 1 / c.temperature, symmetric: c.symmetric, alignmentWeight: c.alignmentWeight }, c.subBatchSize);
     // Everything that defines the run's numbers; a checkpoint of another run is refused on resume.
-    const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, ...defining } = c;
+    const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, ...defining } = c;
     const key = runKey({ defining, steps, train: [trainData.queries.key, trainData.passages.key], val: valData && [valData.queries.key, valData.passages.key] });
     const run = { xlir: version, seed: c.seed, runKey: key, steps, warmupSteps, config: c, started: new Date().toISOString() };
     writeJsonAtomic(join(c.out, 'run.json'), run);

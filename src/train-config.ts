@@ -61,6 +61,8 @@ export interface TrainConfig {
   checkpointEvery: number;
   precision: 'fp32' | 'bf16';
   device: string;
+  /** Device back ends: rebuild each layer's activations in backward instead of keeping them. */
+  activationRecompute: boolean;
   threads?: number;
   seed: number;
   cacheDir: string;
@@ -127,12 +129,13 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('max-passage-length', { type: 'number', default: 256, describe: 'tokens per passage, special tokens included' })
     .option('query-prefix', { type: 'string', default: 'Query: ', describe: 'prepended to every query (E5 convention)' })
     .option('passage-prefix', { type: 'string', default: 'Passage: ', describe: 'prepended to every passage' })
-    .group(['eval-every', 'patience', 'checkpoint-every', 'precision', 'device', 'threads', 'seed', 'cache-dir'], 'Run:')
+    .group(['eval-every', 'patience', 'checkpoint-every', 'precision', 'device', 'activation-recompute', 'threads', 'seed', 'cache-dir'], 'Run:')
     .option('eval-every', { type: 'number', default: 100, describe: 'steps between validation losses (0: none)' })
     .option('patience', { type: 'number', default: 5, describe: 'early stopping after this many validations without improvement (0: never)' })
     .option('checkpoint-every', { type: 'number', default: 200, describe: 'steps between checkpoints (also written on Ctrl-C and at the end)' })
     .option('precision', { choices: ['fp32', 'bf16'] as const, default: 'fp32' as const, describe: 'matrix-product precision (bf16: fp32 master weights and accumulation)' })
     .option('device', { type: 'string', default: 'cpu', describe: "'cpu' or 'cuda:N'" })
+    .option('activation-recompute', { type: 'boolean', default: false, describe: 'GPU: keep only layer inputs and recompute activations in backward (less memory, same gradients; the CPU ignores it)' })
     .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
     .option('seed', { type: 'number', default: 0, describe: 'seed of sampling, validation split, initialisation and dropout' })
     .option('cache-dir', { type: 'string', default: defaultCacheDir(), describe: 'token cache folder (env XLIR_CACHE_DIR)' });
@@ -183,7 +186,7 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
     freezeEmbeddings: a['freeze-embeddings'], sparseEmbeddings: a['sparse-embeddings'], freezeLayers: a['freeze-layers'], maxQueryLength: a['max-query-length'],
     maxPassageLength: a['max-passage-length'], queryPrefix: a['query-prefix'], passagePrefix: a['passage-prefix'],
     evalEvery: a['eval-every'], patience: a.patience, checkpointEvery: a['checkpoint-every'], precision: a.precision,
-    device: a.device, threads: a.threads, seed: a.seed, cacheDir: a['cache-dir'],
+    device: a.device, activationRecompute: a['activation-recompute'], threads: a.threads, seed: a.seed, cacheDir: a['cache-dir'],
   };
 }
 

@@ -180,9 +180,9 @@ class CudaModel final : public DeviceBackend {
   void download_grads(float* g) override { on([&] { impl_->download_grads(g); }); }
   void upload_moments(const float* m, const float* v) override { on([&] { impl_->upload_moments(m, v); }); }
   void download_moments(float* m, float* v) override { on([&] { impl_->download_moments(m, v); }); }
-  void forward(const PackedBatch& b, Precision prec, float* out, bool dropout, bool keep, uint64_t seed,
+  void forward(const PackedBatch& b, Precision prec, float* out, bool dropout, bool keep, bool recompute, uint64_t seed,
                float* hidden_out) override {
-    on([&] { impl_->forward(b, prec, out, dropout, keep, seed, hidden_out); });
+    on([&] { impl_->forward(b, prec, out, dropout, keep, recompute, seed, hidden_out); });
   }
   void backward(const float* dout) override { on([&] { impl_->backward(dout); }); }
   void zero_grad() override { on([&] { impl_->zero_grad(); }); }

@@ -126,7 +126,7 @@ export async function cellTrainConfig(c: ExperimentConfig, data: PreparedData, c
 
 /** What defines a trained model (run folder, threads, cache, device left out) plus the data behind it. */
 function trainKey(t: TrainConfig, data: PreparedData): string {
-  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, data: _f, tokenizer: _k, ...defining } = t;
+  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, data: _f, tokenizer: _k, ...defining } = t;
   return sha256(JSON.stringify({ defining, train: data.trainHash, tokenizer: data.tokenizerHash ?? null }));
 }
 
