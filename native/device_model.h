@@ -59,7 +59,12 @@ class DeviceModel final : public DeviceBackend {
     }
   }
   ~DeviceModel() override {
-    ops_.sync();
+    try {
+      ops_.sync();  // queued work may still read the memory freed below
+    } catch (...) {
+      // A failed kernel leaves the device in an error state; freeing is all that is left to do,
+      // and a destructor must not throw.
+    }
     ops_.free(params_mem_);
     if (moments_mem_) ops_.free(moments_mem_);
     if (arena_) ops_.free(arena_);

@@ -166,9 +166,10 @@ class CudaModel final : public DeviceBackend {
       throw;
     }
     index_ = index;
+    cudaGetDevice(&device_ordinal_);
   }
   ~CudaModel() override {
-    use_device(index_);
+    cudaSetDevice(device_ordinal_);  // not use_device: a destructor must not throw
     impl_.reset();
     cudaStreamDestroy(stream_);
   }
@@ -199,7 +200,7 @@ class CudaModel final : public DeviceBackend {
     f();
   }
   cudaStream_t stream_ = nullptr;
-  int index_ = 0;
+  int index_ = 0, device_ordinal_ = 0;  // device.cuh's numbering, and the CUDA ordinal it maps to
   std::unique_ptr<DeviceModel<CudaOps>> impl_;
 };
 
