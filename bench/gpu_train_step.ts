@@ -101,7 +101,8 @@ const shape = SHAPES[String(args.shape)];
 if (!shape) usage(`unknown --shape '${args.shape}' (known: ${Object.keys(SHAPES).join(', ')})`);
 const device = String(args.device);
 const cudaIndex = /^cuda(:(\d+))?$/.exec(device);
-if (device !== 'cpu' && !cudaIndex) usage(`--device must be cpu or cuda[:N], got '${device}'`);
+// 'emulated': the device code path on the CPU (native/host_ops.cc), to exercise this program without a GPU.
+if (device !== 'cpu' && device !== 'emulated' && !cudaIndex) usage(`--device must be cpu, emulated or cuda[:N], got '${device}'`);
 const onCuda = !!cudaIndex;
 const gpuIndex = cudaIndex ? Number(cudaIndex[2] ?? 0) : -1;
 const pairs = intArg('batch', args.batch, 1, shape.pairs);
@@ -171,8 +172,6 @@ function modelConfig(s: Shape): NativeModelConfig {
   };
 }
 
-/** The GPU methods that src/native.ts will declare once the CUDA engine is wired (issue 3). */
-type DeviceModel = NativeModel & { toDevice?: (device: string) => void };
 
 /**
  * FLOPs of one training step, the same count for xlir and the PyTorch peer so that ratios and MFU
@@ -235,11 +234,9 @@ const timing = (ms: number[]): Timing => ({
 
 async function xlirRun(p: Precision, batch: TokenBatch) {
   const addon = native();
-  const model = new addon.Model(modelConfig(shape)) as DeviceModel;
+  const model = new addon.Model(modelConfig(shape));
   try {
-    if (onCuda) {
-      if (typeof model.toDevice !== 'function')
-        throw new Error(`--device ${device}: this build's Model has no toDevice() (the CUDA engine is not wired into the addon yet)`);
+    if (device !== 'cpu') {
       const t0 = performance.now();
       model.toDevice(device);
       log(`xlir ${p}: toDevice('${device}') ${(performance.now() - t0).toFixed(0)} ms`);
