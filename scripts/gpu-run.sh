@@ -25,11 +25,12 @@ if [ -x "$kit/xlir_cuda_bench" ]; then run cuda_bench 240 "$kit/xlir_cuda_bench"
 # End to end, XLM-R base, 128 pairs, bf16: the engine, then sentence-transformers on the very same
 # sequences (the lengths file), same GPU, same run; the ratio is of real-token throughput.
 steps=${STEPS:-20}
-run train_bench 300 "$kit/xlir_train_bench" --device cuda:0 --precision bf16 --steps "$steps" --lengths-out "$out/lengths.json"
+lengths="${TMPDIR:-/tmp}/xlir-lengths.json"  # not in OUT_DIR: the device tool brings back at most 8 files
+run train_bench 300 "$kit/xlir_train_bench" --device cuda:0 --precision bf16 --steps "$steps" --lengths-out "$lengths"
 run torch_train 300 python3 "$kit/torch_train_step.py" --layers 12 --hidden 768 --heads 12 --ffn 3072 --vocab 250002 \
-  --lengths-file "$out/lengths.json" --steps "$steps" --warmup 3 --precision bf16 --mode train --device cuda --json
+  --lengths-file "$lengths" --steps "$steps" --warmup 3 --precision bf16 --mode train --device cuda --json
 run torch_encode 300 python3 "$kit/torch_train_step.py" --layers 12 --hidden 768 --heads 12 --ffn 3072 --vocab 250002 \
-  --lengths-file "$out/lengths.json" --steps "$steps" --warmup 3 --precision bf16 --mode encode --device cuda --json
+  --lengths-file "$lengths" --steps "$steps" --warmup 3 --precision bf16 --mode encode --device cuda --json
 python3 - "$out" <<'PY' || status=1
 import json, sys
 out = sys.argv[1]
