@@ -233,7 +233,7 @@ class DeviceModel final : public DeviceBackend {
       float* dctx = dffn;  // [T, H] fits in [T, F]
       ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
       ops_.attention_backward(dqkv, dctx, a.ctx, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap,
-                              site_key(seed, l, 0), a_.seq_keys, scr);
+                              site_key(seed, l, 0), a_.seq_keys, scr, bf_);
       dY = dy_in(dqkv, T * 3 * H);
       if (tr) {
         ops_.gemm(linear_bwd_w_desc(T, 3 * H, H), dY, in(xs_[l], xs16_[l]), G_ + w.qkv_w, bf_);
@@ -327,7 +327,7 @@ class DeviceModel final : public DeviceBackend {
     const Acts a = layer_acts(l);
     ops_.linear(in(xs_[l], xs16_[l]), wt(w.qkv_w), W_ + w.qkv_b, a.qkv, T, 3 * H, H, bf_);
     ops_.attention_forward(a.ctx, bf_ ? a.ctx16 : nullptr, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap,
-                           site_key(seed, l, 0), a_.seq_keys);
+                           site_key(seed, l, 0), a_.seq_keys, bf_);
     // r1 = x + dropout(ctx Wao^T + b): the bias in the product, dropout in place, the residual
     // add in the LayerNorm kernel.
     ops_.linear(in(a.ctx, a.ctx16), wt(w.ao_w), W_ + w.ao_b, a_.tmp, T, H, H, bf_);

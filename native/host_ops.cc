@@ -93,8 +93,10 @@ struct HostOps {
   void tanh_forward(float* y, const float* x, int64_t n) { xlir::tanh_forward(y, x, n); }
   void tanh_backward(float* dx, const float* dy, const float* y, int64_t n) { xlir::tanh_backward(dx, dy, y, n); }
 
-  // Attention: the CPU's (fp32), which recomputes the probabilities in backward instead of reading
-  // the saved output and log-sum-exp (lse is left untouched: nothing on this path reads it).
+  // Attention: the CPU's, which recomputes the probabilities in backward instead of reading the
+  // saved output and log-sum-exp (lse is left untouched: nothing on this path reads it). bf: the
+  // CPU's bf16 attention (q, k, v and the probabilities rounded to bf16 for the products), the
+  // counterpart of the GPU's tensor-core kernel.
   struct Shape {
     std::vector<int32_t> lengths;
     std::vector<int64_t> offsets;
@@ -106,21 +108,21 @@ struct HostOps {
   }
   void attention_forward(float* ctx, bf16* ctx16, float*, const float* qkv, const int32_t* off32, int64_t B,
                          int64_t max_len, int64_t T, int64_t H, int64_t heads, float p, uint64_t site,
-                         const uint64_t* seq_keys) {
+                         const uint64_t* seq_keys, bool bf) {
     const Shape s = shape_of(off32, B);
     std::vector<float> scr(size_t(attention_scratch_floats(heads, max_len)));
     xlir::attention_forward(ctx, qkv, AttentionShape{B, s.lengths.data(), s.offsets.data(), seq_keys, H, heads}, p, site,
-                            scr.data(), Precision::FP32);
+                            scr.data(), bf ? Precision::BF16 : Precision::FP32);
     if (ctx16) to_bf16(ctx16, ctx, T * H);
   }
   int64_t attention_backward_scratch_floats(int64_t, int64_t) { return 1; }
   void attention_backward(float* dqkv, const float* dctx, const float*, const float*, const float* qkv,
                           const int32_t* off32, int64_t B, int64_t max_len, int64_t, int64_t H, int64_t heads, float p,
-                          uint64_t site, const uint64_t* seq_keys, float*) {
+                          uint64_t site, const uint64_t* seq_keys, float*, bool bf) {
     const Shape s = shape_of(off32, B);
     std::vector<float> scr(size_t(attention_scratch_floats(heads, max_len)));
     xlir::attention_backward(dqkv, dctx, qkv, AttentionShape{B, s.lengths.data(), s.offsets.data(), seq_keys, H, heads},
-                             p, site, scr.data(), Precision::FP32);
+                             p, site, scr.data(), bf ? Precision::BF16 : Precision::FP32);
   }
   void pool_forward(float* out, const float* h, const int32_t* off32, int64_t B, int64_t C, PoolMode mode) {
     const Shape s = shape_of(off32, B);

@@ -103,7 +103,7 @@ struct CudaOps {
   void tanh_backward(float* dx, const float* dy, const float* y, int64_t n) { cuda::tanh_backward(dx, dy, y, n, stream); }
   void attention_forward(float* ctx, bf16* ctx16, float* lse, const float* qkv, const int32_t* off32, int64_t B,
                          int64_t max_len, int64_t T, int64_t H, int64_t heads, float p, uint64_t site,
-                         const uint64_t* seq_keys) {
+                         const uint64_t* seq_keys, bool /*bf*/) {
     cuda::attention_forward(ctx, ctx16, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys, stream);
   }
   int64_t attention_backward_scratch_floats(int64_t T, int64_t heads) {
@@ -111,7 +111,7 @@ struct CudaOps {
   }
   void attention_backward(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                           const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H, int64_t heads, float p,
-                          uint64_t site, const uint64_t* seq_keys, float* scratch) {
+                          uint64_t site, const uint64_t* seq_keys, float* scratch, bool /*bf*/) {
     cuda::attention_backward(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
                              scratch, stream);
   }
