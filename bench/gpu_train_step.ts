@@ -28,7 +28,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
-import { native, type NativeModel, type NativeModelConfig, type Precision, type TokenBatch } from '../src/native.ts';
+import { native, type Precision, type TokenBatch } from '../src/native.ts';
+import { xlmrConfig } from './xlmr-config.ts';
 import { mulberry32 } from '../src/rng.ts';
 
 interface Shape {
@@ -49,7 +50,6 @@ const SHAPES: Record<string, Shape> = {
 
 const LR = 2e-5;
 const SCALE = 20;
-const PAD_ID = 1;
 // Each peer run (train, encode) is killed after this long, so that a hung peer cannot eat a GPU
 // session (scripts/gpu-bench.sh sets XLIR_TORCH_TIMEOUT_S under its own limit).
 const TORCH_TIMEOUT_MS = 1000 * Number(process.env.XLIR_TORCH_TIMEOUT_S ?? 300);
@@ -150,27 +150,7 @@ function makeLengthMixBatch(n: number, vocab: number, s: number) {
   return { batch, queries: seqs.slice(0, n), passages: seqs.slice(n), T };
 }
 
-function modelConfig(s: Shape): NativeModelConfig {
-  // XLM-R conventions, as the torch peer builds them: 514 positions, one token type, pad 1.
-  return {
-    arch: 'roberta',
-    vocabSize: s.vocab,
-    hiddenSize: s.hidden,
-    numLayers: s.layers,
-    numHeads: s.heads,
-    intermediateSize: s.ffn,
-    maxPositions: 514,
-    typeVocabSize: 1,
-    layerNormEps: 1e-5,
-    padTokenId: PAD_ID,
-    hiddenDropout: 0.1,
-    attentionDropout: 0.1,
-    pooling: 'mean',
-    hasPooler: false, // mean pooling: a pooler would get no gradient
-    normalize: true,
-    seed: 1234,
-  };
-}
+const modelConfig = xlmrConfig;
 
 
 /**

@@ -21,7 +21,8 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
-import { native, type NativeModelConfig, type Precision, type TokenBatch } from '../src/native.ts';
+import { native, type Precision, type TokenBatch } from '../src/native.ts';
+import { xlmrConfig } from './xlmr-config.ts';
 import { mulberry32 } from '../src/rng.ts';
 
 interface Shape {
@@ -44,7 +45,6 @@ const NUM_QUERIES = BATCH / 2;
 const WARMUP = 2;
 const LR = 2e-5;
 const SCALE = 20;
-const PAD_ID = 1;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -94,27 +94,7 @@ function makeBatch(vocab: number, seed: number): TokenBatch {
   return { ids, lengths: new Int32Array(BATCH).fill(SEQ) };
 }
 
-function modelConfig(s: Shape): NativeModelConfig {
-  // XLM-R conventions, as the torch peer builds them: 514 positions, one token type, pad 1.
-  return {
-    arch: 'roberta',
-    vocabSize: s.vocab,
-    hiddenSize: s.hidden,
-    numLayers: s.layers,
-    numHeads: s.heads,
-    intermediateSize: s.ffn,
-    maxPositions: 514,
-    typeVocabSize: 1,
-    layerNormEps: 1e-5,
-    padTokenId: PAD_ID,
-    hiddenDropout: 0.1,
-    attentionDropout: 0.1,
-    pooling: 'mean',
-    hasPooler: false, // mean pooling: a pooler would get no gradient (torch's has none either)
-    normalize: true,
-    seed: 1234,
-  };
-}
+const modelConfig = xlmrConfig;
 
 /** Parameters in the encoder layers' weight matrices (q, k, v, attention output, FFN in, FFN out). */
 function layerMatrixParams(s: Shape) {
