@@ -22,7 +22,7 @@
 // --device cpu runs the same logic on the CPU engine (with --shape tiny, to check the benchmark
 // itself on a machine without a GPU); there is no MFU then.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 
 import { native, type Precision, type TokenBatch } from '../src/native.ts';
 import { xlmrConfig } from './xlmr-config.ts';
+import { pythonPath } from './python.ts';
 import { mulberry32 } from '../src/rng.ts';
 
 interface Shape {
@@ -285,12 +286,6 @@ async function xlirRun(p: Precision, batch: TokenBatch) {
 
 // ---------------------------------------------------------------------------------------------
 // torch
-
-function pythonPath(): string | undefined {
-  if (process.env.XLIR_PYTHON) return process.env.XLIR_PYTHON;
-  for (const p of ['.venv/bin/python', '/tmp/venv/bin/python']) if (existsSync(p)) return p;
-  return undefined;
-}
 
 interface TorchResult {
   tokens_per_s: number;

@@ -16,13 +16,14 @@
 // the linear layers' matrix products are timed on their own through benchGemm to estimate how much
 // of forward/backward is matrix work and how much is everything else.
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { native, type Precision, type TokenBatch } from '../src/native.ts';
 import { xlmrConfig } from './xlmr-config.ts';
+import { pythonPath } from './python.ts';
 import { mulberry32 } from '../src/rng.ts';
 
 interface Shape {
@@ -253,12 +254,6 @@ function linearGemmEstimate(s: Shape, p: Precision) {
 
 // ---------------------------------------------------------------------------------------------
 // torch
-
-function pythonPath(): string | undefined {
-  if (process.env.XLIR_PYTHON) return process.env.XLIR_PYTHON;
-  for (const p of ['.venv/bin/python', '/tmp/venv/bin/python']) if (existsSync(p)) return p;
-  return undefined;
-}
 
 interface TorchResult {
   tokens_per_s: number;
