@@ -15,7 +15,8 @@
 //  - memory-bound ops: peak DRAM bandwidth = memory clock * bus width * 2 (DDR), from the device's
 //    attributes;
 //  - bf16 products: the dense bf16 tensor-core peak, fp32 products (CUBLAS_COMPUTE_32F, no TF32)
-//    and the attention kernels (fp32 on CUDA cores, attention.cuh) the fp32 non-tensor peak, both
+//    and the attention kernels (fp32 on CUDA cores, attention.cuh) the fp32 non-tensor peak, the
+//    tensor-core attention kernels (attention_tc.cuh) the bf16 dense peak, all
 //    from a table of data-sheet figures keyed by the device name (kPeaks); a device not in the
 //    table gets n/a.
 // Without a usable device it prints "SKIP: no CUDA device (<reason>)" and exits 0. A row whose
@@ -37,6 +38,7 @@
 #include "cuda/activation.cuh"
 #include "cuda/adamw.cuh"
 #include "cuda/attention.cuh"
+#include "cuda/attention_tc.cuh"
 #include "cuda/common.cuh"
 #include "cuda/device.cuh"
 #include "cuda/infonce.cuh"
@@ -311,6 +313,38 @@ static void bench_attention(const Packed& pb) {
     cuda::attention_backward(dqkv.p, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
                              seq_keys.p, scratch.p, g_stream);
   });
+  // The tensor-core kernels (attention_tc.cuh: bf16 operands, fp32 accumulation) on the same batch,
+  // held against the bf16 dense peak and counted the same way (their backward also recomputes Q K^T
+  // in both the dk/dv and the dq kernel).
+  if (!cuda::attention_tc_supported(H / nh)) {
+    std::fprintf(stderr, "# attention (tensor cores): not supported on this device, rows skipped\n");
+    return;
+  }
+  Buf<float> scratch_tc(size_t(cuda::attention_backward_tc_scratch_floats(T, nh)));
+  const size_t first_tc = g_rows.size();
+  bench("attention forward (tensor cores)", shape, Limit::Bf16, fwd, [&] {
+    cuda::attention_forward_tc(ctx.p, ctx16.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
+                               seq_keys.p, g_stream);
+  });
+  cuda::attention_forward_tc(ctx.p, ctx16.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7, seq_keys.p,
+                             g_stream);
+  bench("attention backward (tensor cores)", shape, Limit::Bf16, bwd, [&] {
+    cuda::attention_backward_tc(dqkv.p, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
+                                seq_keys.p, scratch_tc.p, g_stream);
+  });
+  // Speed-up over the fp32 rows above, by name (rows left out by --only are skipped).
+  auto find = [&](const char* op, size_t from, size_t to) -> const Row* {
+    for (size_t i = from; i < to; i++)
+      if (g_rows[i].op == op && g_rows[i].error.empty()) return &g_rows[i];
+    return nullptr;
+  };
+  for (const char* dir : {"forward", "backward"}) {
+    const Row* a = find((std::string("attention ") + dir).c_str(), 0, first_tc);
+    const Row* b = find((std::string("attention ") + dir + " (tensor cores)").c_str(), first_tc, g_rows.size());
+    if (a && b && b->median_ms > 0)
+      std::printf("attention %s: tensor cores %.3f ms vs fp32 %.3f ms (median), %.1fx\n", dir, b->median_ms,
+                  a->median_ms, a->median_ms / b->median_ms);
+  }
 }
 
 static void bench_layernorm(const Packed& pb) {

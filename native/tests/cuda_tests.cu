@@ -29,6 +29,7 @@
 #include "cuda/activation.cuh"
 #include "cuda/adamw.cuh"
 #include "cuda/attention.cuh"
+#include "cuda/attention_tc.cuh"
 #include "cuda/common.cuh"
 #include "cuda/device.cuh"
 #include "cuda/embedding.cuh"
@@ -559,6 +560,202 @@ static void test_attention() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tensor-core attention (attention_tc.cuh): bf16 operands, fp32 accumulation and statistics.
+// Each case runs the CPU attention twice, in Precision::BF16 (which rounds q, k, v and dctx to bf16
+// as the kernels do, and P and dS before their products) and in Precision::FP32, and the GPU fp32
+// kernel for the log-sum-exp. Tolerances come from a numpy model of both bf16 schemes and from a
+// run of these kernels' source on the CPU (WMMA tiles and warps emulated with threads; not part of
+// the build) on shapes like these (randn inputs, d = 32, 64, 128, p = 0, 0.1, 0.5): the tc scheme
+// differs from the CPU's bf16 path by 1e-3 .. 2.5e-3 (same rounded q, k, v, dctx, but P is rounded
+// before normalisation, relative to a running max, and D comes from dctx . ctx instead of the
+// rounded products) and from fp32 by 3e-3 .. 4e-3; the limits below keep ~3x of headroom. A wrong
+// dropout mask or a misplaced row or column moves whole entries: errors of order 0.1 .. 1.
+static const double kTcFwdVsBf16 = 8e-3, kTcFwdVsFp32 = 1e-2, kTcBwdVsBf16 = 1e-2, kTcBwdVsFp32 = 1.5e-2;
+
+static int64_t count_nonfinite(const Vec& v) {
+  int64_t n = 0;
+  for (float x : v) n += !std::isfinite(x);
+  return n;
+}
+
+// Outputs of one tc forward + backward (outputs prefilled with NaN: every row must be written).
+struct TcRun {
+  Vec ctx, lse, dqkv;
+  std::vector<uint16_t> ctx16;
+};
+static TcRun run_tc(const Vec& qkv, const Vec& dctx, const std::vector<int32_t>& lengths,
+                    const std::vector<uint64_t>& keys, const std::vector<uint8_t>* keep, int64_t H, int64_t nh, float p) {
+  int64_t T = 0, maxL = 0;
+  for (auto L : lengths) T += L, maxL = std::max<int64_t>(maxL, L);
+  const int64_t B = int64_t(lengths.size());
+  Dev<float> dq(qkv), ddc(dctx), dctx_out(Vec(size_t(T * H), NAN)), dlse(Vec(size_t(T * nh), NAN)),
+      ddqkv(Vec(size_t(T * 3 * H), NAN)), dscr(size_t(cuda::attention_backward_tc_scratch_floats(T, nh)));
+  Dev<int32_t> doff(offsets_of(lengths));
+  Dev<uint64_t> dkeys(keys);
+  Dev<uint16_t> dctx16(size_t(T * H));
+  Dev<uint8_t> dkeep(keep ? *keep : std::vector<uint8_t>());
+  const uint8_t* kp = keep ? dkeep.p : nullptr;
+  cuda::attention_forward_tc(dctx_out.p, bf(dctx16), dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p, 7, dkeys.p, g_stream);
+  cuda::attention_backward_tc(ddqkv.p, ddc.p, dctx_out.p, dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p, 7, dkeys.p,
+                              dscr.p, g_stream);
+  TcRun r;
+  r.ctx = dctx_out.get(), r.lse = dlse.get(), r.dqkv = ddqkv.get(), r.ctx16 = dctx16.get();
+  return r;
+}
+
+static void attention_tc_case_body(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths,
+                                   float p, std::mt19937& rng) {
+  std::vector<int64_t> off64;
+  int64_t T = 0, maxL = 0;
+  for (auto L : lengths) off64.push_back(T), T += L, maxL = std::max<int64_t>(maxL, L);
+  std::vector<uint64_t> keys;
+  for (size_t i = 0; i < lengths.size(); i++) keys.push_back(mix64(2000 + i));
+  const int64_t B = int64_t(lengths.size());
+  AttentionShape s{B, lengths.data(), off64.data(), keys.data(), H, nh};
+  Vec qkv = randn(size_t(T * 3 * H), rng), dctx = randn(size_t(T * H), rng);
+  Vec scratch(size_t(attention_scratch_floats(nh, maxL)));
+  Vec ctx32(size_t(T * H)), dqkv32(size_t(T * 3 * H)), ctx16c(size_t(T * H)), dqkv16c(size_t(T * 3 * H));
+  attention_forward(ctx32.data(), qkv.data(), s, p, 7, scratch.data(), Precision::FP32);
+  attention_backward(dqkv32.data(), dctx.data(), qkv.data(), s, p, 7, scratch.data(), Precision::FP32);
+  attention_forward(ctx16c.data(), qkv.data(), s, p, 7, scratch.data(), Precision::BF16);
+  attention_backward(dqkv16c.data(), dctx.data(), qkv.data(), s, p, 7, scratch.data(), Precision::BF16);
+  // The fp32 GPU kernel's lse (the CPU keeps none).
+  Vec lse32;
+  {
+    Dev<float> dq(qkv), dctx_out(size_t(T * H)), dlse(size_t(T * nh));
+    Dev<int32_t> doff(offsets_of(lengths));
+    Dev<uint64_t> dkeys(keys);
+    cuda::attention_forward(dctx_out.p, nullptr, dlse.p, dq.p, doff.p, B, maxL, T, H, nh, nullptr, p, 7, dkeys.p,
+                            g_stream);
+    lse32 = dlse.get();
+  }
+  const TcRun r = run_tc(qkv, dctx, lengths, keys, nullptr, H, nh, p);
+  const std::string n = "attention tc " + tag;
+  report_count(n + ": every ctx, lse and dqkv entry written and finite (outputs prefilled with NaN)",
+               count_nonfinite(r.ctx) + count_nonfinite(r.lse) + count_nonfinite(r.dqkv));
+  report(n + " forward vs CPU bf16", rel_err(r.ctx, ctx16c), kTcFwdVsBf16);
+  report(n + " forward vs CPU fp32", rel_err(r.ctx, ctx32), kTcFwdVsFp32);
+  report_count(n + " bf16 copy of the output is its rounding",
+               count_bits_differ(from_bf16_host(r.ctx16), from_bf16_host(to_bf16_host(r.ctx))));
+  // lse = logsumexp of the scores, whose bf16 operands move each score by ~2e-3 absolute (randn
+  // inputs, scores ~N(0, 1)); lse values are ~log(L) + 0.5, so 3e-3 relative is ~5x that.
+  report(n + " lse vs the fp32 kernel's", rel_err(r.lse, lse32), 3e-3);
+  report(n + " backward dqkv vs CPU bf16", rel_err(r.dqkv, dqkv16c), kTcBwdVsBf16);
+  report(n + " backward dqkv vs CPU fp32", rel_err(r.dqkv, dqkv32), kTcBwdVsFp32);
+}
+
+static void attention_tc_case(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths,
+                              float p, std::mt19937& rng) {
+  guard("attention tc " + tag, [&] { attention_tc_case_body(tag, H, nh, lengths, p, rng); });
+}
+
+static void test_attention_tc() {
+  report_count("attention_tc_supported: 32, 64, 128 yes; 16, 96, 256 no",
+               (cuda::attention_tc_supported(32) && cuda::attention_tc_supported(64) &&
+                cuda::attention_tc_supported(128) && !cuda::attention_tc_supported(16) &&
+                !cuda::attention_tc_supported(96) && !cuda::attention_tc_supported(256))
+                   ? 0
+                   : 1);
+  std::mt19937 rng(11);
+  // Lengths around the 64-row tiles: shorter than a tile, one short of it, exactly one, one over,
+  // several tiles with a tail, exactly four.
+  const std::vector<int32_t> mixed = {8, 31, 64, 65, 200, 256};
+  attention_tc_case("XLM-R base H=768 heads=12 lengths 8,31,64,65,200,256", 768, 12, mixed, 0.f, rng);
+  attention_tc_case("XLM-R base H=768 heads=12 lengths 8,31,64,65,200,256 dropout 0.1 (CPU's masks)", 768, 12, mixed,
+                    0.1f, rng);
+  attention_tc_case("head size 32 (H=128 heads=4) lengths 40,9,100,1", 128, 4, {40, 9, 100, 1}, 0.f, rng);
+  attention_tc_case("head size 32 (H=128 heads=4) lengths 33,70 dropout 0.1", 128, 4, {33, 70}, 0.1f, rng);
+  attention_tc_case("head size 128 (H=256 heads=2) lengths 33,70,130", 256, 2, {33, 70, 130}, 0.f, rng);
+  attention_tc_case("head size 128 (H=256 heads=2) lengths 129,5 dropout 0.1", 256, 2, {129, 5}, 0.1f, rng);
+  attention_tc_case("H=768 heads=12 single tokens among others 1,17,1,64 dropout 0.1", 768, 12, {1, 17, 1, 64}, 0.1f,
+                    rng);
+  attention_tc_case("H=64 heads=2 (d=32) dropout 0.5 lengths 3,90 (a wrong mask would show at once)", 64, 2, {3, 90},
+                    0.5f, rng);
+
+  // A lone single-token sequence is exact: P = 1 (bf16 exactly), so ctx = bf16(v) and dv = bf16(dctx)
+  // bit for bit (the products add only exact zeros to one exact term); dq and dk are the rounding
+  // residue of dS = dctx . v - dctx . ctx, covered by the tolerance checks of the mixed case above.
+  guard("attention tc single token", [&] {
+    const int64_t H = 768, nh = 12;
+    Vec qkv = randn(size_t(3 * H), rng), dctx = randn(size_t(H), rng);
+    const TcRun r = run_tc(qkv, dctx, {1}, {mix64(5)}, nullptr, H, nh, 0.f);
+    const Vec v(qkv.begin() + 2 * H, qkv.end());
+    Vec dv(r.dqkv.begin() + 2 * H, r.dqkv.end());
+    report_count("attention tc single-token sequence: ctx is bf16(v) exactly",
+                 count_bits_differ(r.ctx, from_bf16_host(to_bf16_host(v))));
+    report_count("attention tc single-token sequence: dv is bf16(dctx) exactly",
+                 count_bits_differ(dv, from_bf16_host(to_bf16_host(dctx))));
+  });
+
+  // Determinism: no atomics and a fixed order of tiles, so a rerun gives the same bits.
+  guard("attention tc determinism", [&] {
+    const int64_t H = 768, nh = 12;
+    int64_t T = 0;
+    for (auto L : mixed) T += L;
+    std::vector<uint64_t> keys;
+    for (size_t i = 0; i < mixed.size(); i++) keys.push_back(mix64(3000 + i));
+    Vec qkv = randn(size_t(T * 3 * H), rng), dctx = randn(size_t(T * H), rng);
+    const TcRun a = run_tc(qkv, dctx, mixed, keys, nullptr, H, nh, 0.1f);
+    const TcRun b = run_tc(qkv, dctx, mixed, keys, nullptr, H, nh, 0.1f);
+    report_count("attention tc: two runs (dropout 0.1) give bit-identical ctx, lse and dqkv",
+                 count_bits_differ(a.ctx, b.ctx) + count_bits_differ(a.lse, b.lse) + count_bits_differ(a.dqkv, b.dqkv));
+  });
+
+  // key_keep: the same masking as the fp32 kernel (checked against the CPU in test_attention): compare
+  // with it on trailing padding, holes, and a sequence with every key masked; masked tokens get exact
+  // zero dk, dv (and dq, having no loss), the fully masked sequence zero outputs and lse -inf.
+  guard("attention tc key mask", [&] {
+    const int64_t H = 128, nh = 2;
+    const std::vector<int32_t> lengths = {12, 70, 3};
+    std::vector<uint8_t> keep;
+    for (int i = 0; i < 12; i++) keep.push_back(i < 8);
+    for (int i = 0; i < 70; i++) keep.push_back(i % 5 != 2);
+    for (int i = 0; i < 3; i++) keep.push_back(0);
+    const int64_t T = 85, B = 3;
+    Vec qkv = randn(size_t(T * 3 * H), rng), dctx = randn(size_t(T * H), rng);
+    for (int64_t t = 0; t < T; t++)
+      if (!keep[size_t(t)])
+        for (int64_t c = 0; c < H; c++) dctx[size_t(t * H + c)] = 0.f;
+    std::vector<uint64_t> keys = {mix64(1), mix64(2), mix64(3)};
+    const TcRun r = run_tc(qkv, dctx, lengths, keys, &keep, H, nh, 0.f);
+    Dev<float> dq(qkv), ddc(dctx), dctx_out(size_t(T * H)), dlse(size_t(T * nh)), ddqkv(size_t(T * 3 * H)),
+        dscr(size_t(cuda::attention_backward_scratch_floats(T, nh)));
+    Dev<int32_t> doff(offsets_of(lengths));
+    Dev<uint8_t> dkeep(keep);
+    cuda::attention_forward(dctx_out.p, nullptr, dlse.p, dq.p, doff.p, B, 70, T, H, nh, dkeep.p, 0.f, 7, nullptr,
+                            g_stream);
+    cuda::attention_backward(ddqkv.p, ddc.p, dctx_out.p, dlse.p, dq.p, doff.p, B, 70, T, H, nh, dkeep.p, 0.f, 7,
+                             nullptr, dscr.p, g_stream);
+    report(std::string("attention tc key mask: ctx vs the fp32 kernel"), rel_err(r.ctx, dctx_out.get()), kTcFwdVsFp32);
+    report(std::string("attention tc key mask: dqkv vs the fp32 kernel"), rel_err(r.dqkv, ddqkv.get()), kTcBwdVsFp32);
+    int64_t bad = 0;
+    for (int64_t t = 0; t < T; t++) {
+      if (keep[size_t(t)]) continue;
+      for (int64_t c = 0; c < 3 * H; c++) bad += r.dqkv[size_t(t * 3 * H + c)] != 0.f;
+    }
+    for (int64_t t = 82; t < 85; t++) {
+      for (int64_t c = 0; c < H; c++) bad += r.ctx[size_t(t * H + c)] != 0.f;
+      for (int64_t h = 0; h < nh; h++) bad += r.lse[size_t(t * nh + h)] != -INFINITY;
+    }
+    report_count("attention tc key mask: masked tokens get zero gradients, a fully masked sequence zero outputs and "
+                 "lse -inf",
+                 bad);
+  });
+
+  // Head sizes without a kernel are refused with a message that names the fallback.
+  {
+    bool threw = false;
+    try {
+      cuda::attention_forward_tc(nullptr, nullptr, nullptr, nullptr, nullptr, 1, 4, 4, 192, 2, nullptr, 0.f, 0, nullptr,
+                                 g_stream);
+    } catch (const Error& e) {
+      threw = std::string(e.what()).find("head size 96 is not supported") != std::string::npos;
+    }
+    report_count("attention tc refuses head size 96, naming attention_tc_supported", threw ? 0 : 1);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 static void test_pooling() {
   std::mt19937 rng(6);
   const int64_t C = 100;
@@ -867,6 +1064,7 @@ int main() {
   run("residual + LayerNorm", test_residual_layernorm);
   run("activation", test_activation);
   run("attention", test_attention);
+  run("attention (tensor cores)", test_attention_tc);
   run("pooling", test_pooling);
   run("infonce", test_infonce);
   run("adamw", test_adamw);

@@ -1,0 +1,625 @@
+// Packed multi-head attention on tensor cores (attention_tc.cuh).
+// Shapes: qkv [T, 3H], ctx and dctx [T, H], lse and D [T, heads], offsets int32 [B + 1]; d = H / heads
+// in {32, 64, 128}. Grid: (ceil(max_len / 64), B, heads); a block of 4 warps takes 64 rows (queries,
+// or keys in the dk/dv kernel) of one sequence and head, warp w rows [16 w, 16 w + 16); blocks past a
+// short sequence's end exit before any barrier, so a batch mixing 10- and 200-token sequences costs
+// roughly its real tiles. Rows of a tile past the sequence's end are zero-filled (q, k, v, dO) and
+// masked (keys: -inf scores; queries: lse -inf, so P = dS = 0) and never written back.
+//
+// Shared memory (bytes; bf16 tiles have rows of d + 8 elements, fp32 score tiles rows of 64 + 4, the
+// fp32 output tile rows of d + 4: the pads shift consecutive rows across banks, and keep every
+// fragment pointer 32-byte aligned as WMMA requires; every region is a multiple of 128 bytes):
+//   forward  Q, K, V bf16 [64][d+8] + S fp32 [64][68] + P bf16 [64][72] + O fp32 [64][d+4] + 512
+//            = 51,712 (d=32), 72,192 (d=64), 113,152 (d=128)
+//   dq       Q, dO, K, V bf16 + S, dP fp32 + dS bf16 + 768
+//            = 65,280 (d=32), 81,664 (d=64), 114,432 (d=128)
+//   dk/dv    K, V, Q, dO bf16 + S^T, dP^T fp32 + P^T, dS^T bf16 + 1,280
+//            = 74,752 (d=32), 91,392 (d=64), 124,160 (d=128)
+// All above the 48 KB default, so the launchers opt in (cudaFuncAttributeMaxDynamicSharedMemorySize);
+// the largest, 124,160, fits sm_80's 163 KB (166,912 B) and sm_90's 227 KB per block.
+#include <mma.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "attention_tc.cuh"
+#include "common.cuh"
+
+namespace xlir {
+namespace cuda {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+namespace wmma = nvcuda::wmma;
+
+constexpr int kRows = 64;   // rows a block owns
+constexpr int kTile = 64;   // streamed rows per tile
+constexpr int kWarps = 4;   // 16 rows each
+constexpr int kThreads = kWarps * 32;
+constexpr int kLdS = kTile + 4;  // fp32 score tiles [64][68]
+constexpr int kLdP = kTile + 8;  // bf16 probability tiles [64][72]
+const unsigned kFull = 0xffffffffu;
+
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major>;    // B stored [k][n]
+using FragBt = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major>;   // B^T stored [n][k]
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+template <int D>
+struct Dims {
+  static_assert(D == 32 || D == 64 || D == 128, "head size 32, 64 or 128");
+  static constexpr int kLdH = D + 8;  // bf16 [64][d] tiles
+  static constexpr int kLdO = D + 4;  // fp32 [64][d] output tiles
+  static constexpr int kHalf = kRows * kLdH * 2;  // bytes of one bf16 [64][d+8] tile
+  static constexpr int kS = kRows * kLdS * 4;     // fp32 [64][68]
+  static constexpr int kP = kRows * kLdP * 2;     // bf16 [64][72]
+  static constexpr int kO = kRows * kLdO * 4;     // fp32 [64][d+4]
+  static constexpr int kFwd = 3 * kHalf + kS + kP + kO + 512;
+  static constexpr int kDq = 4 * kHalf + 2 * kS + kP + 768;
+  static constexpr int kDkv = 4 * kHalf + 2 * kS + 2 * kP + 1280;
+  static_assert(kHalf % 128 == 0 && kS % 128 == 0 && kP % 128 == 0 && kO % 128 == 0, "regions stay 128-byte aligned");
+  // The output staging areas reuse regions no longer read (see the kernels).
+  static_assert(kO <= 2 * kS && kO <= 2 * kHalf, "staging fits");
+};
+
+// rows [r0, r0 + 64) of a [*, stride] fp32 matrix (row 0 at src, d columns) into a bf16 tile,
+// rounding on the way; rows at or past L become zeros. Two columns per thread: one 4-byte store.
+template <int D>
+__device__ __forceinline__ void load_tile(bf16* __restrict__ dst, const float* __restrict__ src, int64_t stride, int r0,
+                                          int L) {
+  constexpr int kPairs = D / 2;
+  for (int idx = threadIdx.x; idx < kRows * kPairs; idx += kThreads) {
+    const int r = idx / kPairs, c = 2 * (idx - r * kPairs), row = r0 + r;
+    float a = 0.f, b = 0.f;
+    if (row < L) {
+      const float* s = src + int64_t(row) * stride + c;
+      a = s[0];
+      b = s[1];
+    }
+    __nv_bfloat162 v;
+    v.x = to_bf16(a);
+    v.y = to_bf16(b);
+    *reinterpret_cast<__nv_bfloat162*>(dst + r * Dims<D>::kLdH + c) = v;
+  }
+}
+
+// dst (16 x 64 fp32, row stride kLdS) = A (16 x D, fragments a[]) . B^T, B stored [64][kLdH] bf16 ([n][k]),
+// skipping 16-column blocks at or past `valid` (their scores are masked by the callers).
+template <int D>
+__device__ __forceinline__ void scores16(float* dst, const FragA (&a)[D / 16], const bf16* B, int valid) {
+#pragma unroll
+  for (int n = 0; n < kTile / 16; n++) {
+    if (16 * n >= valid) break;  // warp-uniform
+    FragC c;
+    wmma::fill_fragment(c, 0.f);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      FragBt b;
+      wmma::load_matrix_sync(b, B + 16 * n * Dims<D>::kLdH + 16 * kk, Dims<D>::kLdH);
+      wmma::mma_sync(c, a[kk], b, c);
+    }
+    wmma::store_matrix_sync(dst + 16 * n, c, kLdS, wmma::mem_row_major);
+  }
+}
+
+// acc[n] += A (16 x 64, bf16 rows of kLdP at A) . B (64 x D, bf16 [64][kLdH] at B, [k][n]), k blocks
+// at or past `valid` skipped (their A entries are zero).
+template <int D>
+__device__ __forceinline__ void accumulate16(FragC (&acc)[D / 16], const bf16* A, const bf16* B, int valid) {
+#pragma unroll
+  for (int kk = 0; kk < kTile / 16; kk++) {
+    if (16 * kk >= valid) break;  // warp-uniform
+    FragA a;
+    wmma::load_matrix_sync(a, A + 16 * kk, kLdP);
+#pragma unroll
+    for (int n = 0; n < D / 16; n++) {
+      FragB b;
+      wmma::load_matrix_sync(b, B + 16 * kk * Dims<D>::kLdH + 16 * n, Dims<D>::kLdH);
+      wmma::mma_sync(acc[n], a, b, acc[n]);
+    }
+  }
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define XLIR_TC_UNSUPPORTED_ARCH 1  // bf16 WMMA needs sm_80; attention_tc_supported refuses older devices
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Forward. Warp w: S = Q_w K^T (16 x 64) into shared memory; lanes 2r and 2r+1 own row r of the
+// warp's 16 (32 keys each): online softmax (running max m and sum l, kept in both lanes), P =
+// dropout(exp(S - m)) rounded to bf16, the row's O rescaled by exp(m_old - m_new); then
+// O_w += P_w V through fragments loaded from and stored back to the fp32 O tile.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_tc_forward_kernel(float* __restrict__ ctx, bf16* __restrict__ ctx16, float* __restrict__ lse,
+                                const float* __restrict__ qkv, const int32_t* __restrict__ offsets,
+                                const uint8_t* __restrict__ key_keep, int H, int nh, float scale, float p,
+                                uint64_t site, const uint64_t* __restrict__ seq_keys) {
+#ifdef XLIR_TC_UNSUPPORTED_ARCH
+  __trap();
+#else
+  using Dm = Dims<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int s = blockIdx.y, h = blockIdx.z;
+  const int start = offsets[s], L = offsets[s + 1] - start;
+  const int q0 = blockIdx.x * kRows;
+  if (q0 >= L) return;  // whole block, before any barrier
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* Ks = reinterpret_cast<bf16*>(smem + Dm::kHalf);
+  bf16* Vs = reinterpret_cast<bf16*>(smem + 2 * Dm::kHalf);
+  float* Ss = reinterpret_cast<float*>(smem + 3 * Dm::kHalf);
+  bf16* Ps = reinterpret_cast<bf16*>(smem + 3 * Dm::kHalf + Dm::kS);
+  float* Os = reinterpret_cast<float*>(smem + 3 * Dm::kHalf + Dm::kS + Dm::kP);
+  int* kvalid = reinterpret_cast<int*>(smem + 3 * Dm::kHalf + Dm::kS + Dm::kP + Dm::kO);  // [64]
+  float* row_inv = reinterpret_cast<float*>(kvalid + kTile);                           // [64]
+
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t row3 = 3 * int64_t(H);
+  const float* base = qkv + int64_t(start) * row3 + int64_t(h) * D;  // q of the sequence's first token
+  load_tile<D>(Qs, base, row3, q0, L);
+  for (int idx = threadIdx.x; idx < kRows * Dm::kLdO; idx += kThreads) Os[idx] = 0.f;
+
+  // This lane's row of the softmax and its half of the 64 keys.
+  const int r = 16 * w + (lane >> 1), half = lane & 1, i = q0 + r;
+  const bool drop = p > 0.f;
+  const float inv_keep = drop ? 1.f / (1.f - p) : 1.f;
+  uint64_t rk = 0;
+  if (drop && i < L) rk = d_hash_key(d_hash_key(site, seq_keys[s]), uint64_t(h) * uint64_t(L) + uint64_t(i));
+  float m = -INFINITY, l = 0.f;
+
+  __syncthreads();  // Qs
+  FragA qa[D / 16];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) wmma::load_matrix_sync(qa[kk], Qs + 16 * w * Dm::kLdH + 16 * kk, Dm::kLdH);
+  FragC acc[D / 16];
+
+  float* Sw = Ss + 16 * w * kLdS;
+  bf16* Pw = Ps + 16 * w * kLdP;
+  float* Ow = Os + 16 * w * Dm::kLdO;
+  for (int k0 = 0; k0 < L; k0 += kTile) {
+    __syncthreads();  // every warp is done with the previous K, V tile
+    load_tile<D>(Ks, base + H, row3, k0, L);
+    load_tile<D>(Vs, base + 2 * H, row3, k0, L);
+    if (threadIdx.x < kTile) {
+      const int key = k0 + threadIdx.x;
+      kvalid[threadIdx.x] = key < L && (!key_keep || key_keep[start + key]);
+    }
+    __syncthreads();
+    const int kn = min(kTile, L - k0);
+    scores16<D>(Sw, qa, Ks, kn);
+    __syncwarp();
+
+    const float* srow = Sw + (lane >> 1) * kLdS + 32 * half;
+    bf16* prow = Pw + (lane >> 1) * kLdP + 32 * half;
+    float sv[32];
+    float mt = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < 32; c++) {
+      sv[c] = kvalid[32 * half + c] ? srow[c] * scale : -INFINITY;
+      mt = fmaxf(mt, sv[c]);
+    }
+    mt = fmaxf(mt, __shfl_xor_sync(kFull, mt, 1));
+    const float mn = fmaxf(m, mt);
+    // mn == -inf: no valid key for this row yet (both lanes agree); P = 0 and nothing changes. The
+    // shuffle below stays outside the branch: every lane of the warp must reach it.
+    const bool any = mn != -INFINITY;
+    const float corr = any ? expf(m - mn) : 1.f;  // 0 while m is still -inf
+    float rs = 0.f;
+#pragma unroll
+    for (int c = 0; c < 32; c++) {
+      const float e = any ? expf(sv[c] - mn) : 0.f;  // 0 for masked keys
+      rs += e;
+      const float pe = drop ? (d_dropout_keep(rk, uint64_t(k0 + 32 * half + c), p) ? e * inv_keep : 0.f) : e;
+      prow[c] = to_bf16(pe);
+    }
+    rs += __shfl_xor_sync(kFull, rs, 1);
+    if (any) {
+      l = l * corr + rs;
+      m = mn;
+    }
+    if (corr != 1.f) {
+      float* orow = Ow + (lane >> 1) * Dm::kLdO + half * (D / 2);
+#pragma unroll
+      for (int c = 0; c < D / 2; c++) orow[c] *= corr;
+    }
+    __syncwarp();  // P and the rescaled O rows are visible to the whole warp
+
+#pragma unroll
+    for (int n = 0; n < D / 16; n++) wmma::load_matrix_sync(acc[n], Ow + 16 * n, Dm::kLdO, wmma::mem_row_major);
+    accumulate16<D>(acc, Pw, Vs, kn);
+#pragma unroll
+    for (int n = 0; n < D / 16; n++) wmma::store_matrix_sync(Ow + 16 * n, acc[n], Dm::kLdO, wmma::mem_row_major);
+    __syncwarp();  // O stored before the next tile's rescale reads it
+  }
+
+  if (half == 0) {
+    row_inv[r] = l > 0.f ? 1.f / l : 0.f;
+    if (i < L) lse[(int64_t(start) + i) * nh + h] = l > 0.f ? m + logf(l) : -INFINITY;
+  }
+  __syncwarp();
+  for (int idx = lane; idx < 16 * D; idx += 32) {
+    const int rr = 16 * w + idx / D, c = idx % D, ii = q0 + rr;
+    if (ii >= L) continue;
+    const float v = Os[rr * Dm::kLdO + c] * row_inv[rr];
+    const int64_t o = (int64_t(start) + ii) * H + int64_t(h) * D + c;
+    ctx[o] = v;
+    if (ctx16) ctx16[o] = to_bf16(v);
+  }
+#endif
+}
+
+// D[t, h] = dctx[t, head h] . ctx[t, head h] in fp32 (as attention.cu's rowdot): the row sums of
+// dP * P that softmax's backward needs (with dropout too: sum_j P_ij M_ij dPd_ij = dO_i . O_i).
+__global__ void attention_tc_rowdot_kernel(float* __restrict__ Dsum, const float* __restrict__ dctx,
+                                           const float* __restrict__ ctx, int64_t rows, int nh, int d) {
+  const int64_t r = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  if (r >= rows) return;
+  const int lane = threadIdx.x & 31;
+  const int64_t t = r / nh;
+  const int h = int(r - t * nh);
+  const int64_t o = t * int64_t(nh) * d + int64_t(h) * d;
+  float acc = 0.f;
+  for (int c = lane; c < d; c += 32) acc += dctx[o + c] * ctx[o + c];
+  acc = warp_sum(acc);
+  if (lane == 0) Dsum[r] = acc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// dq: a block owns 64 queries and streams the keys. Warp w: S = Q_w K^T and dPd = dO_w V^T into
+// shared memory; lanes (two per row) form dS = P (dPd M / (1-p) - D) with P = exp(S - lse), rounded to
+// bf16; dq_w += dS_w K in fragments held across the loop; dq = scale * that.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_tc_dq_kernel(float* __restrict__ dqkv, const float* __restrict__ dctx, const float* __restrict__ lse,
+                           const float* __restrict__ Dsum, const float* __restrict__ qkv,
+                           const int32_t* __restrict__ offsets, const uint8_t* __restrict__ key_keep, int H, int nh,
+                           float scale, float p, uint64_t site, const uint64_t* __restrict__ seq_keys) {
+#ifdef XLIR_TC_UNSUPPORTED_ARCH
+  __trap();
+#else
+  using Dm = Dims<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int s = blockIdx.y, h = blockIdx.z;
+  const int start = offsets[s], L = offsets[s + 1] - start;
+  const int q0 = blockIdx.x * kRows;
+  if (q0 >= L) return;
+  bf16* Qs = reinterpret_cast<bf16*>(smem);
+  bf16* DOs = reinterpret_cast<bf16*>(smem + Dm::kHalf);
+  bf16* Ks = reinterpret_cast<bf16*>(smem + 2 * Dm::kHalf);
+  bf16* Vs = reinterpret_cast<bf16*>(smem + 3 * Dm::kHalf);
+  float* Ss = reinterpret_cast<float*>(smem + 4 * Dm::kHalf);
+  float* dPs = reinterpret_cast<float*>(smem + 4 * Dm::kHalf + Dm::kS);
+  bf16* dSs = reinterpret_cast<bf16*>(smem + 4 * Dm::kHalf + 2 * Dm::kS);
+  int* kvalid = reinterpret_cast<int*>(smem + 4 * Dm::kHalf + 2 * Dm::kS + Dm::kP);  // [64]
+  float* lse_t = reinterpret_cast<float*>(kvalid + kTile);                          // [64]
+  float* D_t = lse_t + kRows;                                                       // [64]
+
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t row3 = 3 * int64_t(H);
+  const float* base = qkv + int64_t(start) * row3 + int64_t(h) * D;
+  load_tile<D>(Qs, base, row3, q0, L);
+  load_tile<D>(DOs, dctx + int64_t(start) * H + int64_t(h) * D, H, q0, L);
+  if (threadIdx.x < kRows) {
+    const int q = q0 + threadIdx.x;
+    lse_t[threadIdx.x] = q < L ? lse[(int64_t(start) + q) * nh + h] : -INFINITY;
+    D_t[threadIdx.x] = q < L ? Dsum[(int64_t(start) + q) * nh + h] : 0.f;
+  }
+  const int r = 16 * w + (lane >> 1), half = lane & 1, i = q0 + r;
+  const bool drop = p > 0.f;
+  const float inv_keep = drop ? 1.f / (1.f - p) : 1.f;
+  uint64_t rk = 0;
+  if (drop && i < L) rk = d_hash_key(d_hash_key(site, seq_keys[s]), uint64_t(h) * uint64_t(L) + uint64_t(i));
+
+  __syncthreads();  // Qs, DOs, lse_t, D_t
+  const float lse_i = lse_t[r], D_i = D_t[r];
+  FragA qa[D / 16], da[D / 16];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    wmma::load_matrix_sync(qa[kk], Qs + 16 * w * Dm::kLdH + 16 * kk, Dm::kLdH);
+    wmma::load_matrix_sync(da[kk], DOs + 16 * w * Dm::kLdH + 16 * kk, Dm::kLdH);
+  }
+  FragC acc[D / 16];
+#pragma unroll
+  for (int n = 0; n < D / 16; n++) wmma::fill_fragment(acc[n], 0.f);
+
+  float* Sw = Ss + 16 * w * kLdS;
+  float* dPw = dPs + 16 * w * kLdS;
+  bf16* dSw = dSs + 16 * w * kLdP;
+  for (int k0 = 0; k0 < L; k0 += kTile) {
+    __syncthreads();
+    load_tile<D>(Ks, base + H, row3, k0, L);
+    load_tile<D>(Vs, base + 2 * H, row3, k0, L);
+    if (threadIdx.x < kTile) {
+      const int key = k0 + threadIdx.x;
+      kvalid[threadIdx.x] = key < L && (!key_keep || key_keep[start + key]);
+    }
+    __syncthreads();
+    const int kn = min(kTile, L - k0);
+    scores16<D>(Sw, qa, Ks, kn);
+    scores16<D>(dPw, da, Vs, kn);
+    __syncwarp();
+    const float* srow = Sw + (lane >> 1) * kLdS + 32 * half;
+    const float* dprow = dPw + (lane >> 1) * kLdS + 32 * half;
+    bf16* dsrow = dSw + (lane >> 1) * kLdP + 32 * half;
+#pragma unroll
+    for (int c = 0; c < 32; c++) {
+      const int j = 32 * half + c;
+      float ds = 0.f;
+      if (kvalid[j] && lse_i != -INFINITY) {
+        const float pij = expf(srow[c] * scale - lse_i);
+        const float mult = drop ? (d_dropout_keep(rk, uint64_t(k0 + j), p) ? inv_keep : 0.f) : 1.f;
+        ds = pij * (dprow[c] * mult - D_i);
+      }
+      dsrow[c] = to_bf16(ds);
+    }
+    __syncwarp();
+    accumulate16<D>(acc, dSw, Ks, kn);
+  }
+
+  __syncthreads();  // every warp is done with Ss and dPs: they become the [64][d+4] staging tile
+  float* stage = Ss + 16 * w * Dm::kLdO;
+#pragma unroll
+  for (int n = 0; n < D / 16; n++) {
+#pragma unroll
+    for (int e = 0; e < acc[n].num_elements; e++) acc[n].x[e] *= scale;
+    wmma::store_matrix_sync(stage + 16 * n, acc[n], Dm::kLdO, wmma::mem_row_major);
+  }
+  __syncwarp();
+  for (int idx = lane; idx < 16 * D; idx += 32) {
+    const int rr = idx / D, c = idx % D, ii = q0 + 16 * w + rr;
+    if (ii < L) dqkv[(int64_t(start) + ii) * row3 + int64_t(h) * D + c] = stage[rr * Dm::kLdO + c];
+  }
+#endif
+}
+
+// dk, dv: a block owns 64 keys and streams the queries. Warp w: S^T = K_w Q^T and dPd^T = V_w dO^T
+// into shared memory; lanes (two per key row) form P^T (after dropout) and dS^T, rounded to bf16;
+// dv_w += Pd^T dO and dk_w += dS^T Q in fragments held across the loop; dk = scale * that.
+// The dropout row keys of a query tile (one per query) are hashed once into shared memory.
+template <int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_tc_dkv_kernel(float* __restrict__ dqkv, const float* __restrict__ dctx, const float* __restrict__ lse,
+                            const float* __restrict__ Dsum, const float* __restrict__ qkv,
+                            const int32_t* __restrict__ offsets, const uint8_t* __restrict__ key_keep, int H, int nh,
+                            float scale, float p, uint64_t site, const uint64_t* __restrict__ seq_keys) {
+#ifdef XLIR_TC_UNSUPPORTED_ARCH
+  __trap();
+#else
+  using Dm = Dims<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int s = blockIdx.y, h = blockIdx.z;
+  const int start = offsets[s], L = offsets[s + 1] - start;
+  const int k0 = blockIdx.x * kRows;
+  if (k0 >= L) return;
+  bf16* Ks = reinterpret_cast<bf16*>(smem);
+  bf16* Vs = reinterpret_cast<bf16*>(smem + Dm::kHalf);
+  bf16* Qs = reinterpret_cast<bf16*>(smem + 2 * Dm::kHalf);
+  bf16* DOs = reinterpret_cast<bf16*>(smem + 3 * Dm::kHalf);
+  float* Ss = reinterpret_cast<float*>(smem + 4 * Dm::kHalf);
+  float* dPs = reinterpret_cast<float*>(smem + 4 * Dm::kHalf + Dm::kS);
+  bf16* Pts = reinterpret_cast<bf16*>(smem + 4 * Dm::kHalf + 2 * Dm::kS);
+  bf16* dSs = reinterpret_cast<bf16*>(smem + 4 * Dm::kHalf + 2 * Dm::kS + Dm::kP);
+  unsigned char* tail = smem + 4 * Dm::kHalf + 2 * Dm::kS + 2 * Dm::kP;
+  uint64_t* qkey = reinterpret_cast<uint64_t*>(tail);              // [64] dropout row keys
+  float* lse_t = reinterpret_cast<float*>(tail + 8 * kTile);       // [64]
+  float* D_t = lse_t + kTile;                                      // [64]
+  int* kok = reinterpret_cast<int*>(D_t + kTile);                  // [64]
+
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t row3 = 3 * int64_t(H);
+  const float* base = qkv + int64_t(start) * row3 + int64_t(h) * D;
+  const float* dbase = dctx + int64_t(start) * H + int64_t(h) * D;
+  load_tile<D>(Ks, base + H, row3, k0, L);
+  load_tile<D>(Vs, base + 2 * H, row3, k0, L);
+  if (threadIdx.x < kRows) {
+    const int key = k0 + threadIdx.x;
+    kok[threadIdx.x] = key < L && (!key_keep || key_keep[start + key]);
+  }
+  const int r = 16 * w + (lane >> 1), half = lane & 1, j = k0 + r;
+  const bool drop = p > 0.f;
+  const float inv_keep = drop ? 1.f / (1.f - p) : 1.f;
+  const uint64_t seq_key = drop ? d_hash_key(site, seq_keys[s]) : 0;
+  __syncthreads();  // Ks, Vs, kok
+  const bool key_ok = kok[r] != 0;
+  FragA ka[D / 16], va[D / 16];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    wmma::load_matrix_sync(ka[kk], Ks + 16 * w * Dm::kLdH + 16 * kk, Dm::kLdH);
+    wmma::load_matrix_sync(va[kk], Vs + 16 * w * Dm::kLdH + 16 * kk, Dm::kLdH);
+  }
+  FragC dk[D / 16], dv[D / 16];
+#pragma unroll
+  for (int n = 0; n < D / 16; n++) {
+    wmma::fill_fragment(dk[n], 0.f);
+    wmma::fill_fragment(dv[n], 0.f);
+  }
+
+  float* Sw = Ss + 16 * w * kLdS;
+  float* dPw = dPs + 16 * w * kLdS;
+  bf16* Pw = Pts + 16 * w * kLdP;
+  bf16* dSw = dSs + 16 * w * kLdP;
+  for (int q0 = 0; q0 < L; q0 += kTile) {
+    __syncthreads();
+    load_tile<D>(Qs, base, row3, q0, L);
+    load_tile<D>(DOs, dbase, H, q0, L);
+    if (threadIdx.x < kTile) {
+      const int q = q0 + threadIdx.x;
+      const bool in = q < L;
+      lse_t[threadIdx.x] = in ? lse[(int64_t(start) + q) * nh + h] : -INFINITY;
+      D_t[threadIdx.x] = in ? Dsum[(int64_t(start) + q) * nh + h] : 0.f;
+      qkey[threadIdx.x] = drop && in ? d_hash_key(seq_key, uint64_t(h) * uint64_t(L) + uint64_t(q)) : 0;
+    }
+    __syncthreads();
+    const int qn = min(kTile, L - q0);
+    scores16<D>(Sw, ka, Qs, qn);
+    scores16<D>(dPw, va, DOs, qn);
+    __syncwarp();
+    const float* srow = Sw + (lane >> 1) * kLdS + 32 * half;
+    const float* dprow = dPw + (lane >> 1) * kLdS + 32 * half;
+    bf16* prow = Pw + (lane >> 1) * kLdP + 32 * half;
+    bf16* dsrow = dSw + (lane >> 1) * kLdP + 32 * half;
+#pragma unroll
+    for (int c = 0; c < 32; c++) {
+      const int qi = 32 * half + c;
+      float pd = 0.f, ds = 0.f;
+      const float lq = lse_t[qi];
+      if (key_ok && lq != -INFINITY) {  // lse -inf: a query past the end, or one with every key masked
+        const float pij = expf(srow[c] * scale - lq);
+        const float mult = drop ? (d_dropout_keep(qkey[qi], uint64_t(j), p) ? inv_keep : 0.f) : 1.f;
+        pd = pij * mult;
+        ds = pij * (dprow[c] * mult - D_t[qi]);
+      }
+      prow[c] = to_bf16(pd);
+      dsrow[c] = to_bf16(ds);
+    }
+    __syncwarp();
+    accumulate16<D>(dv, Pw, DOs, qn);
+    accumulate16<D>(dk, dSw, Qs, qn);
+  }
+
+  __syncthreads();  // Ss, dPs (dk) and Qs, DOs (dv) become [64][d+4] fp32 staging tiles
+  float* stage_k = Ss + 16 * w * Dm::kLdO;
+  float* stage_v = reinterpret_cast<float*>(Qs) + 16 * w * Dm::kLdO;
+#pragma unroll
+  for (int n = 0; n < D / 16; n++) {
+#pragma unroll
+    for (int e = 0; e < dk[n].num_elements; e++) dk[n].x[e] *= scale;
+    wmma::store_matrix_sync(stage_k + 16 * n, dk[n], Dm::kLdO, wmma::mem_row_major);
+    wmma::store_matrix_sync(stage_v + 16 * n, dv[n], Dm::kLdO, wmma::mem_row_major);
+  }
+  __syncwarp();
+  for (int idx = lane; idx < 16 * D; idx += 32) {
+    const int rr = idx / D, c = idx % D, jj = k0 + 16 * w + rr;
+    if (jj >= L) continue;
+    float* o = dqkv + (int64_t(start) + jj) * row3 + int64_t(h) * D + c;
+    o[H] = stage_k[rr * Dm::kLdO + c];
+    o[2 * H] = stage_v[rr * Dm::kLdO + c];
+  }
+#endif
+}
+
+struct Plan {
+  dim3 grid;
+  int d;
+  float scale;
+};
+
+Plan check_and_plan(const char* what, const float* qkv, const int32_t* offsets, int64_t num_seqs, int64_t max_len,
+                    int64_t T, int64_t hidden, int64_t heads, float p, const uint64_t* seq_keys) {
+  XLIR_CHECK(heads >= 1 && hidden >= heads && hidden % heads == 0,
+             what << ": hidden size " << hidden << " is not a multiple of " << heads << " heads");
+  const int64_t d = hidden / heads;
+  XLIR_CHECK(attention_tc_supported(d), what << ": head size " << d
+                                              << " is not supported here (32, 64 or 128 on sm_80 or newer; "
+                                                 "check attention_tc_supported and use attention.cuh otherwise)");
+  XLIR_CHECK(num_seqs >= 0 && num_seqs < 65536, what << ": " << num_seqs << " sequences (at most 65535 per call)");
+  XLIR_CHECK(heads < 65536, what << ": too many heads");
+  XLIR_CHECK(T >= 0 && 3 * hidden * T < (int64_t(1) << 62) && T < (int64_t(1) << 31), what << ": bad token count " << T);
+  XLIR_CHECK(max_len >= 0 && max_len <= T, what << ": max_len " << max_len << " outside [0, T = " << T << "]");
+  XLIR_CHECK(p >= 0.f && p < 1.f, what << ": dropout p must be in [0, 1) (got " << p << ")");
+  XLIR_CHECK(p == 0.f || seq_keys, what << ": dropout needs the sequence keys");
+  XLIR_CHECK(T == 0 || (qkv && offsets), what << ": null pointer");
+  Plan l;
+  l.grid = dim3(unsigned((max_len + kRows - 1) / kRows), unsigned(num_seqs), unsigned(heads));
+  l.d = int(d);
+  l.scale = float(1.0 / std::sqrt(double(d)));  // as the CPU computes it
+  return l;
+}
+
+template <int D>
+int max_smem_bytes() {
+  return std::max(Dims<D>::kFwd, std::max(Dims<D>::kDq, Dims<D>::kDkv));
+}
+
+// The opt-in above 48 KB is a per-kernel, per-device attribute; setting it each launch is a cheap
+// driver call and stays right when the caller switches devices.
+template <typename K>
+void opt_in(K kernel, int bytes) {
+  XLIR_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+template <int D>
+void forward_d(const Plan& l, float* ctx, bf16* ctx16, float* lse, const float* qkv, const int32_t* offsets,
+               int64_t hidden, int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
+               cudaStream_t stream) {
+  opt_in(attention_tc_forward_kernel<D>, Dims<D>::kFwd);
+  attention_tc_forward_kernel<D><<<l.grid, kThreads, Dims<D>::kFwd, stream>>>(
+      ctx, ctx16, lse, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
+  XLIR_CUDA_LAUNCH_CHECK();
+}
+
+template <int D>
+void backward_d(const Plan& l, float* dqkv, const float* dctx, const float* lse, const float* Dsum, const float* qkv,
+                const int32_t* offsets, int64_t hidden, int64_t heads, const uint8_t* key_keep, float p, uint64_t site,
+                const uint64_t* seq_keys, cudaStream_t stream) {
+  opt_in(attention_tc_dkv_kernel<D>, Dims<D>::kDkv);
+  attention_tc_dkv_kernel<D><<<l.grid, kThreads, Dims<D>::kDkv, stream>>>(
+      dqkv, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
+  XLIR_CUDA_LAUNCH_CHECK();
+  opt_in(attention_tc_dq_kernel<D>, Dims<D>::kDq);
+  attention_tc_dq_kernel<D><<<l.grid, kThreads, Dims<D>::kDq, stream>>>(
+      dqkv, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
+  XLIR_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+bool attention_tc_supported(int64_t head_dim) {
+  int need = 0;
+  if (head_dim == 32) need = max_smem_bytes<32>();
+  else if (head_dim == 64) need = max_smem_bytes<64>();
+  else if (head_dim == 128) need = max_smem_bytes<128>();
+  else return false;
+  int dev = 0, major = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+    cudaGetLastError();  // no device: not supported, and no sticky error left for the caller
+    return false;
+  }
+  return major >= 8 && optin >= need;
+}
+
+void attention_forward_tc(float* ctx, __nv_bfloat16* ctx16, float* lse, const float* qkv, const int32_t* offsets,
+                          int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden, int64_t heads,
+                          const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
+                          cudaStream_t stream) {
+  Plan l = check_and_plan("cuda attention_forward_tc", qkv, offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
+  XLIR_CHECK(T == 0 || (ctx && lse), "cuda attention_forward_tc: null output");
+  if (T == 0 || num_seqs == 0 || max_len == 0) return;
+  switch (l.d) {
+    case 32: return forward_d<32>(l, ctx, ctx16, lse, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+    case 64: return forward_d<64>(l, ctx, ctx16, lse, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+    default: return forward_d<128>(l, ctx, ctx16, lse, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+  }
+}
+
+int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t heads) { return T * heads; }
+
+void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
+                           const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
+                           int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
+                           float* scratch, cudaStream_t stream) {
+  Plan l = check_and_plan("cuda attention_backward_tc", qkv, offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
+  XLIR_CHECK(T == 0 || (dqkv && dctx && ctx && lse && scratch),
+             "cuda attention_backward_tc: null pointer (scratch: attention_backward_tc_scratch_floats)");
+  if (T == 0) return;
+  if (num_seqs == 0 || max_len == 0) {  // no sequence to write the rows: zeros, as the fp32 kernel gives
+    XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv, 0, size_t(T * 3 * hidden) * sizeof(float), stream));
+    return;
+  }
+  float* Dsum = scratch;
+  attention_tc_rowdot_kernel<<<ceil_div(T * heads, 8), 256, 0, stream>>>(Dsum, dctx, ctx, T * heads, int(heads), l.d);
+  XLIR_CUDA_LAUNCH_CHECK();
+  switch (l.d) {
+    case 32:
+      return backward_d<32>(l, dqkv, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+    case 64:
+      return backward_d<64>(l, dqkv, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+    default:
+      return backward_d<128>(l, dqkv, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+  }
+}
+
+}  // namespace cuda
+}  // namespace xlir
