@@ -8,8 +8,10 @@
 // Precision: fp32 products (checking mode) or bf16 products with fp32 accumulation and fp32
 // outputs, reading bf16 copies that the producing kernel writes alongside its fp32 output (LayerNorm,
 // attention, GELU), and bf16 working weights that the AdamW kernel rewrites from the fp32 master
-// weights in the same pass. Attention, LayerNorm, GELU, softmax statistics and every gradient are
-// fp32. The pooler and the sentence-transformers Dense head are [B, H] products and stay fp32.
+// weights in the same pass. Attention in bf16 mode rounds q, k, v and the probabilities to bf16
+// for its products (tensor cores on CUDA, the CPU's bf16 attention when emulated) and keeps its
+// softmax statistics in fp32; LayerNorm, GELU and every gradient are fp32. The pooler and the
+// sentence-transformers Dense head are [B, H] products and stay fp32.
 // Memory: parameters, gradients and bf16 weights are one allocation; AdamW moments a second (made
 // when an optimizer first attaches); activations and batch arrays one arena, planned per batch
 // shape and grown only when a larger batch arrives (a steady-state step allocates nothing). A

@@ -8,12 +8,14 @@
 // JavaScript thread, and the current device is per thread.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "../device_model.h"
 #include "activation.cuh"
 #include "adamw.cuh"
 #include "attention.cuh"
+#include "attention_tc.cuh"
 #include "backend.h"
 #include "common.cuh"
 #include "device.cuh"
@@ -101,19 +103,35 @@ struct CudaOps {
   }
   void tanh_forward(float* y, const float* x, int64_t n) { cuda::tanh_forward(y, x, n, stream); }
   void tanh_backward(float* dx, const float* dy, const float* y, int64_t n) { cuda::tanh_backward(dx, dy, y, n, stream); }
+  // bf16 mode: the tensor-core kernels (attention_tc.cuh: bf16 q, k, v and probabilities, fp32
+  // accumulation and statistics) when the head size allows; fp32 mode, or another head size: the
+  // fp32 kernels. Whether the tensor cores apply is asked once (it queries the device).
+  int tc = -1;
+  bool use_tc(bool bf, int64_t H, int64_t heads) {
+    if (!bf) return false;
+    if (tc < 0) tc = attention_tc_supported(H / heads) ? 1 : 0;
+    return tc == 1;
+  }
   void attention_forward(float* ctx, bf16* ctx16, float* lse, const float* qkv, const int32_t* off32, int64_t B,
                          int64_t max_len, int64_t T, int64_t H, int64_t heads, float p, uint64_t site,
-                         const uint64_t* seq_keys, bool /*bf*/) {
-    cuda::attention_forward(ctx, ctx16, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys, stream);
+                         const uint64_t* seq_keys, bool bf) {
+    if (use_tc(bf, H, heads))
+      cuda::attention_forward_tc(ctx, ctx16, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys, stream);
+    else
+      cuda::attention_forward(ctx, ctx16, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys, stream);
   }
   int64_t attention_backward_scratch_floats(int64_t T, int64_t heads) {
-    return cuda::attention_backward_scratch_floats(T, heads);
+    return std::max(cuda::attention_backward_scratch_floats(T, heads), attention_backward_tc_scratch_floats(T, heads));
   }
   void attention_backward(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                           const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H, int64_t heads, float p,
-                          uint64_t site, const uint64_t* seq_keys, float* scratch, bool /*bf*/) {
-    cuda::attention_backward(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
-                             scratch, stream);
+                          uint64_t site, const uint64_t* seq_keys, float* scratch, bool bf) {
+    if (use_tc(bf, H, heads))
+      cuda::attention_backward_tc(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
+                                  scratch, stream);
+    else
+      cuda::attention_backward(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
+                               scratch, stream);
   }
   void pool_forward(float* out, const float* h, const int32_t* off32, int64_t B, int64_t C, PoolMode mode) {
     cuda::pool_forward(out, h, off32, B, C, mode, stream);
