@@ -251,7 +251,10 @@ float* Model::moment(int which) {
 
 void Model::pull(Part p) const {
   if (where_[p] != Where::Device) return;
-  if (p == kWeights) dev_->download_weights(W_.data());
+  if (p == kWeights) {
+    dev_->download_weights(W_.data());
+    bf16_weights_current_ = false;  // the CPU's bf16 copies were made from the old host weights
+  }
   if (p == kGrads) dev_->download_grads(G_.data());
   if (p == kMoments) dev_->download_moments(M_.data(), V_.data());
   where_[p] = Where::Both;

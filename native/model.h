@@ -209,7 +209,7 @@ class Model {
   // wbf_ holds bf16(W_) of the layers' matrices: set by a bf16 forward, cleared by weights(). The
   // weights change only at optimizer steps and loads, so an inference run or the sub-batches of a
   // gradient-cached step convert them once, not once per forward.
-  bool bf16_weights_current_ = false;
+  mutable bool bf16_weights_current_ = false;  // mutable: a const read that fetches device weights stales them
 
   // Activations and scratch (grow-only).
   Buffer<float> arena_, scratch_, attn_scratch_, head_grad_;

@@ -318,6 +318,21 @@ for (const { name: device, tol, skip } of DEVICES) {
     assert.ok(m.deviceBytes > 0, 'device memory is reported');
     m.dispose();
   });
+
+  test(`${device}: back on the CPU, the CPU's bf16 weight copies follow what the device trained`, { skip }, async () => {
+    const m = new (native().Model)(roberta);
+    m.setPrecision('bf16');
+    const b = batch(5, 91);
+    await m.encode(b);  // the CPU makes its bf16 weight copies
+    m.toDevice(device);
+    await trainStep(m, makeOpt(m), stepBatch(92), 6, 1, 1e-2);
+    m.toDevice('cpu');
+    const fresh = new (native().Model)(roberta);
+    fresh.setPrecision('bf16');
+    for (const p of m.parameters()) fresh.setParameter(p.name, m.getParameter(p.name), p.shape);
+    assert.deepEqual(await m.encode(b), await fresh.encode(b), 'stale bf16 copies would encode with the old weights');
+    m.dispose(), fresh.dispose();
+  });
 }
 
 test('cuda:0: exact GPU search equals the CPU search (ties in corpus order); GPU InfoNCE equals the CPU', { skip: cudaSkip }, async () => {
