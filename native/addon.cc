@@ -36,16 +36,10 @@ const int kCpu = -1, kEmulated = -2;
 int parse_device(const std::string& d) {
   if (d == "cpu") return kCpu;
   if (d == "emulated") return kEmulated;
-  int n = 0;
   if (d == "cuda") return 0;
   if (d.rfind("cuda:", 0) == 0 && d.size() > 5 && d.size() < 12 &&
-      d.find_first_not_of("0123456789", 5) == std::string::npos) {
-    n = std::stoi(d.substr(5));
-#ifdef XLIR_WITH_CUDA
-    cuda::status();
-#endif
-    return n;
-  }
+      d.find_first_not_of("0123456789", 5) == std::string::npos)
+    return std::stoi(d.substr(5));
   throw Error("unknown device '" + d + "': expected 'cpu' or 'cuda:N'");
 }
 // Throws unless CUDA device n can be used (built with CUDA, driver and device present).
@@ -253,7 +247,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       Model& m = model(env);
       const int dev = parse_device(info[0].As<Napi::String>().Utf8Value());
       if (m.device() == info[0].As<Napi::String>().Utf8Value() || (dev == 0 && m.device() == "cuda:0")) return;
-      m.to_device(nullptr);  // first back to the host, freeing the old device's memory
+      // First back to the host (freeing the old device's memory); if the new device cannot be
+      // used, the model stays there, on the CPU, with all its values.
+      m.to_device(nullptr);
       m.to_device(make_backend(m, dev));
     } catch (const Napi::Error&) {
       throw;
