@@ -447,6 +447,22 @@ static void bench_optimizer() {
   bench("AdamW update (fp32 master + bf16 copy)", shape, Limit::Dram, 30.0 * n, [&] {
     cuda::adamw_update(p.p, p16.p, g.p, m.p, v.p, n, 2e-5f, 0.9f, 0.999f, 1e-8f, 0.01f, clip.p, t++, g_stream);
   });
+  // The word-embedding table alone (250,002 x 768 = 192M parameters, 69% of the model): the exact
+  // dense update against the row-sparse one over the rows a batch touches. 6,382 rows is what
+  // bench/embedding_update.ts measured for 128 queries + 128 passages with Zipf-distributed ids.
+  const int64_t table = kVocab * kHidden, touched = 6382;
+  std::vector<int32_t> rows_h(static_cast<size_t>(touched));
+  for (int64_t r = 0; r < touched; r++) rows_h[size_t(r)] = int32_t((r * 39119) % kVocab);  // distinct, spread out
+  Buf<int32_t> rows(rows_h.size());
+  XLIR_CUDA_CHECK(cudaMemcpy(rows.p, rows_h.data(), rows_h.size() * 4, cudaMemcpyHostToDevice));
+  const std::string tshape = fmt_shape("%lld x %lld table", (long long)kVocab, (long long)kHidden);
+  bench("embedding AdamW, dense (exact)", tshape, Limit::Dram, 30.0 * table, [&] {
+    cuda::adamw_update(p.p, p16.p, g.p, m.p, v.p, table, 2e-5f, 0.9f, 0.999f, 1e-8f, 0.01f, clip.p, t++, g_stream);
+  });
+  bench("embedding AdamW, row-sparse (6,382 rows)", tshape, Limit::Dram, 30.0 * touched * kHidden, [&] {
+    cuda::adamw_update_rows(p.p, p16.p, g.p, m.p, v.p, rows.p, touched, kHidden, 2e-5f, 0.9f, 0.999f, 1e-8f, 0.01f,
+                            clip.p, t++, g_stream);
+  });
 }
 
 static void bench_gemm(const Packed& pb) {
