@@ -153,6 +153,12 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
   try {
     enc.model.setFrozen({ freezeWordEmbeddings: c.freezeEmbeddings, freezeLayers: c.freezeLayers });
     enc.model.setActivationRecompute(c.activationRecompute);
+    if (enc.model.device !== 'cpu') {
+      const info = native().info();
+      log(`device: ${enc.model.device}${enc.model.device.startsWith('cuda') ? ` (${info.cudaReason})` : ''}, ` +
+        `${(enc.model.deviceBytes / 2 ** 30).toFixed(2)} GiB of device memory for the model` +
+        (c.activationRecompute ? ', activations recomputed in backward' : ''));
+    }
     const tokenizerPath = enc.tokenizerPath!;
     const t0 = performance.now();
     const trainData = await tokenizeSplit(train.records, train.bitext, c, tokenizerPath);
