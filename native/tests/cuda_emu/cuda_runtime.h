@@ -8,7 +8,7 @@
 // and all fibers of a block run on one worker, one at a time, each until it reaches a barrier
 // (__syncthreads, __syncwarp, a shuffle or a ballot) or returns. Hence:
 //  - static `__shared__` arrays are `static thread_local`: one copy per worker thread, and so one
-//    per block (a worker runs one block at a time); `extern __shared__` (dynamic shared memory)
+//    per block (a worker runs one block at a time), filled with 0xff bytes at each block's start; `extern __shared__` (dynamic shared memory)
 //    is rewritten by launch.py into a pointer to the block's arena, sized by the launch;
 //  - threadIdx / blockIdx / blockDim / gridDim are read from the running fiber and block;
 //  - a shuffle writes the lane's value into the warp's exchange slots, waits for the warp and
@@ -203,6 +203,17 @@ struct Block {
 
 extern thread_local Fiber* cur;
 extern thread_local Block* blk;
+extern thread_local uint64_t block_epoch;  // counts the blocks this worker has run
+
+// Static shared memory starts as garbage on the device: launch.py follows each `__shared__`
+// declaration with EMU_POISON_SHARED, which fills the variable with 0xff bytes (NaN floats, -1
+// ints; bools true) when the first thread of a block gets there (before any thread of the block
+// can have written it: writes come after the declaration).
+template <typename T>
+void poison(T& x) {
+  using E = std::remove_all_extents_t<T>;
+  std::memset(static_cast<void*>(&x), std::is_same<E, bool>::value ? 1 : 0xff, sizeof(T));
+}
 
 void sync_block();
 void sync_warp(unsigned mask);
@@ -256,6 +267,15 @@ bool pointer_ok(T* p) {
 }
 
 }  // namespace emu
+
+#define EMU_POISON_SHARED(x)                              \
+  do {                                                    \
+    static thread_local uint64_t emu_epoch_ = 0;          \
+    if (emu_epoch_ != ::emu::block_epoch) {               \
+      emu_epoch_ = ::emu::block_epoch;                    \
+      ::emu::poison(x);                                   \
+    }                                                     \
+  } while (0)
 
 #define threadIdx (::emu::cur->tid)
 #define blockIdx (::emu::blk->idx)

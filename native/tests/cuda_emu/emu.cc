@@ -182,9 +182,17 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
     std::lock_guard<std::mutex> lock(g_mem_mutex);
     if (g_allocated + rounded > kTotalMem) return t_last_error = cudaErrorMemoryAllocation;
   }
+#if defined(__SANITIZE_ADDRESS__)
+  // Exactly `bytes`, so that AddressSanitizer reports any access past the end.
+  void* q = nullptr;
+  if (posix_memalign(&q, 256, std::max<size_t>(bytes, 1)) != 0) q = nullptr;
+  if (!q) return t_last_error = cudaErrorMemoryAllocation;
+  std::memset(q, 0xff, std::max<size_t>(bytes, 1));
+#else
   void* q = std::aligned_alloc(256, rounded);
   if (!q) return t_last_error = cudaErrorMemoryAllocation;
   std::memset(q, 0xff, rounded);  // cudaMalloc does not clear: 0xff bytes are NaN floats, -1 ints
+#endif
   std::lock_guard<std::mutex> lock(g_mem_mutex);
   g_allocs[reinterpret_cast<uintptr_t>(q)] = bytes;
   g_allocated += rounded;
@@ -359,6 +367,7 @@ namespace emu {
 
 thread_local Fiber* cur = nullptr;
 thread_local Block* blk = nullptr;
+thread_local uint64_t block_epoch = 0;
 
 namespace {
 
@@ -555,11 +564,19 @@ bool run_block(Block& b) {
   b.tiles = w.tiles.data();
   b.fibers = w.fibers.data();
   if (b.smem_bytes) {
+#if defined(__SANITIZE_ADDRESS__)
+    if (w.smem_cap != b.smem_bytes) {  // exactly the launch's size: AddressSanitizer sees overruns
+      std::free(w.smem);
+      w.smem_cap = b.smem_bytes;
+      w.smem = static_cast<unsigned char*>(std::malloc(w.smem_cap));
+    }
+#else
     if (w.smem_cap < b.smem_bytes) {
       std::free(w.smem);
       w.smem_cap = (b.smem_bytes + 255) / 256 * 256;
       w.smem = static_cast<unsigned char*>(std::aligned_alloc(256, w.smem_cap));
     }
+#endif
     std::memset(w.smem, 0xff, b.smem_bytes);  // shared memory starts as garbage: NaN floats
     b.smem = w.smem;
   }
@@ -581,6 +598,7 @@ bool run_block(Block& b) {
   }
   for (unsigned i = 0; i < n; i++) w.position[w.order[i]] = i;
   b.order = w.order.data(), b.position = w.position.data();
+  block_epoch++;
   blk = &b;
   w.finished.clear();
   unsigned done = 0;

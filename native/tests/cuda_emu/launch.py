@@ -3,10 +3,14 @@
 
   launch.py IN.cu OUT.cc
 
-Two rewrites, nothing else (line numbers are kept, and a #line directive names the original file,
+Three rewrites, nothing else (line numbers are kept, and a #line directive names the original file,
 so compiler messages and __FILE__ point at the .cu):
   kernel<<<grid, block[, smem[, stream]]>>>(args)  ->  emu_launch(kernel, "kernel", grid, block, smem, stream, args)
   extern __shared__ [__align__(n)] T name[];       ->  T* name = reinterpret_cast<T*>(::emu::dynamic_smem());
+  __shared__ T a[n], b;                             ->  the same, then EMU_POISON_SHARED(a); EMU_POISON_SHARED(b);
+                                                        on the same line (cuda_runtime.h: the first thread of each
+                                                        block to get there fills them with 0xff bytes, as shared
+                                                        memory starts as garbage on the device)
 """
 import re
 import sys
@@ -110,10 +114,19 @@ def rewrite_launches(src):
 DYN = re.compile(r'extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([A-Za-z_][\w\s:]*?)\s+([A-Za-z_]\w*)\s*\[\s*\]\s*;')
 
 
+STATIC = re.compile(r'^(\s*__shared__\s+(?!.*\bextern\b)[A-Za-z_][\w:]*\s+)([^;]*);[ \t]*$', re.M)
+
+
+def poison_static(m):
+    names = [re.match(r'\s*([A-Za-z_]\w*)', d).group(1) for d in split_top(m.group(2))]
+    return m.group(0) + ''.join(f' EMU_POISON_SHARED({n});' for n in names)
+
+
 def main():
     src_path, out_path = sys.argv[1], sys.argv[2]
     src = open(src_path).read()
     src = DYN.sub(lambda m: f'{m.group(1)}* {m.group(2)} = reinterpret_cast<{m.group(1)}*>(::emu::dynamic_smem());', src)
+    src = STATIC.sub(poison_static, src)
     src = rewrite_launches(src)
     with open(out_path, 'w') as f:
         f.write(f'#line 1 "{src_path}"\n')
