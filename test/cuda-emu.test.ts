@@ -12,17 +12,21 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+// The kernels run twice: threads in index order between barriers, then in reverse order, so that a
+// missing barrier between one thread's write and another's read shows whichever way round it is.
 const programs = [
-  { name: 'xlir_cuda_emu_tests', what: 'CUDA kernels (emulated on the CPU) against the CPU engine', min: 150 },
-  { name: 'xlir_cuda_emu_device_tests', what: 'CUDA model path (emulated on the CPU) against the CPU Model', min: 40 },
+  { name: 'xlir_cuda_emu_tests', order: 'forward', what: 'CUDA kernels (emulated on the CPU) against the CPU engine', min: 150 },
+  { name: 'xlir_cuda_emu_tests', order: 'reverse', what: 'CUDA kernels (emulated, threads in reverse order) against the CPU engine', min: 150 },
+  { name: 'xlir_cuda_emu_device_tests', order: 'forward', what: 'CUDA model path (emulated on the CPU) against the CPU Model', min: 40 },
 ];
 
 for (const p of programs) {
   const exe = fileURLToPath(new URL(`../build/${p.name}`, import.meta.url));
   test(p.what, { timeout: 900_000 }, async (t) => {
     assert.ok(existsSync(exe), `${exe} is missing: build with \`npm run build\``);
-    // ~20 s and ~80 s on a 2-core machine.
-    const r = spawnSync(exe, { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
+    // ~20 s (kernels) and ~80 s (model) on a 2-core machine.
+    const env = { ...process.env, XLIR_CUDA_EMU_ORDER: p.order };
+    const r = spawnSync(exe, { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20, env });
     assert.equal(r.error, undefined, String(r.error));
     assert.ok(r.stdout.startsWith('# EMULATED CUDA'), `${p.name} does not say it is emulated:\n${r.stdout.slice(0, 500)}`);
     for (const l of r.stdout.split('\n').filter((l) => l.startsWith('# EMULATOR'))) console.log(`cuda-emu.test.ts: ${l}`);
