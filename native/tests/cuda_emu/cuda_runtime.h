@@ -37,6 +37,13 @@
 #ifndef XLIR_CUDA_EMU
 #define XLIR_CUDA_EMU 1
 #endif
+// Fibers switch with a few instructions of assembly on x86-64 (emu.cc), with ucontext elsewhere or
+// when XLIR_CUDA_EMU_UCONTEXT is defined (to test that path).
+#if defined(__x86_64__) && !defined(XLIR_CUDA_EMU_UCONTEXT)
+#define XLIR_EMU_FAST_SWITCH 1
+#else
+#define XLIR_EMU_FAST_SWITCH 0
+#endif
 
 #define __global__
 #define __device__
@@ -168,7 +175,7 @@ struct Fiber {
   const uint32_t* wait_gen = nullptr;
   uint32_t wait_val = 0;
   unsigned parity = 0, tile_parity = 0;  // which half of the warp's exchange slots / WMMA tiles is next
-#if !defined(__x86_64__)
+#if !XLIR_EMU_FAST_SWITCH
   void* uctx = nullptr;
 #endif
 };

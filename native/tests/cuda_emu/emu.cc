@@ -21,7 +21,7 @@
 #include "cuda_runtime.h"
 #include "mma.h"
 
-#if !defined(__x86_64__)
+#if !XLIR_EMU_FAST_SWITCH
 #include <ucontext.h>
 #endif
 
@@ -323,7 +323,7 @@ cudaError_t emu_set_max_dynamic_smem(const void* key, int value) {
 }
 
 // ---- fibers -------------------------------------------------------------------------------------
-#if defined(__x86_64__)
+#if XLIR_EMU_FAST_SWITCH
 // emu_switch(save, to): saves the callee-saved registers on the current stack, stores the stack
 // pointer in *save, and resumes the context whose stack pointer is `to`. A new fiber's stack is laid
 // out so that the resume "returns" into emu_fiber_start. MXCSR and the x87 control word are not
@@ -400,7 +400,7 @@ struct Worker {
   void* sched_sp = nullptr;
   std::vector<unsigned> order, position;
   std::vector<Fiber*> finished;  // threads that returned since the scheduler last looked
-#if !defined(__x86_64__)
+#if !XLIR_EMU_FAST_SWITCH
   ucontext_t sched_ctx;
 #endif
   Worker() {
@@ -429,7 +429,7 @@ Worker& worker() {
 
 void to_scheduler() {
   Worker& w = worker();
-#if defined(__x86_64__)
+#if XLIR_EMU_FAST_SWITCH
   emu_switch(&cur->sp, w.sched_sp);
 #else
   swapcontext(static_cast<ucontext_t*>(cur->uctx), &w.sched_ctx);
@@ -475,7 +475,7 @@ void fiber_main() {
   thread_exit();
 }
 
-#if !defined(__x86_64__)
+#if !XLIR_EMU_FAST_SWITCH
 void fiber_main_uctx() { fiber_main(); }
 #endif
 
@@ -489,7 +489,7 @@ void arrive(Barrier& b) {
   me->state = 2;
   me->wait_gen = &b.gen;
   me->wait_val = b.gen;
-#if defined(__x86_64__)
+#if XLIR_EMU_FAST_SWITCH
   // Hand over directly to the next thread that can run (one switch instead of two through the
   // scheduler); threads not started yet are left to the scheduler.
   Fiber* fibers = blk->fibers;
@@ -516,7 +516,7 @@ void arrive(Barrier& b) {
 void start_fiber(Worker& w, Fiber& f) {
   f.stack = w.free_stacks.back();
   w.free_stacks.pop_back();
-#if defined(__x86_64__)
+#if XLIR_EMU_FAST_SWITCH
   // Initial frame, read by emu_switch's epilogue: r15 r14 r13 r12 rbx rbp, return address.
   uint64_t* top = reinterpret_cast<uint64_t*>(f.stack + kStackBytes);
   uint64_t* sp = top - 10;
@@ -540,7 +540,7 @@ void start_fiber(Worker& w, Fiber& f) {
 void resume(Worker& w, Fiber& f) {
   cur = &f;
   f.state = 1;
-#if defined(__x86_64__)
+#if XLIR_EMU_FAST_SWITCH
   emu_switch(&w.sched_sp, f.sp);
 #else
   swapcontext(&w.sched_ctx, static_cast<ucontext_t*>(f.uctx));
