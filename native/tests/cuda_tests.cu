@@ -1045,6 +1045,10 @@ static void test_device() {
 }
 
 int main() {
+#ifdef XLIR_CUDA_EMU
+  // Built against native/tests/cuda_emu (the kernels' source run on the CPU): not a GPU run.
+  std::printf("# EMULATED CUDA: kernels run on the CPU under native/tests/cuda_emu, not on a GPU\n");
+#endif
   const cuda::Status& st = cuda::status();
   if (st.devices == 0) {
     std::printf("SKIP: no CUDA device (%s)\n", st.reason.c_str());
@@ -1072,6 +1076,12 @@ int main() {
   run("search", test_search);
   cudaStreamDestroy(g_stream);
   cuda::matmul_release();
+#ifdef XLIR_CUDA_EMU
+  // Misuse the emulator detected (bad launch configurations, host pointers passed to kernels,
+  // deadlocked barriers, misaligned WMMA pointers; each printed as "# EMULATOR ERROR" where it
+  // happened), including any whose check above still passed.
+  report_count("emulator: no CUDA misuse detected", emu_fail_count());
+#endif
   std::printf("%d checks, %d failed\n", g_checks, g_failed);
   return g_failed ? 1 : 0;
 }

@@ -25,6 +25,9 @@
 #include "cuda/backend.h"
 #include "cuda/device.cuh"
 #endif
+#ifdef XLIR_CUDA_EMU
+int emu_fail_count();  // native/tests/cuda_emu/emu.cc
+#endif
 
 using namespace xlir;
 using Vec = std::vector<float>;
@@ -374,6 +377,10 @@ static void cuda_only(const Backend& make) {
 #endif
 
 int main() {
+#ifdef XLIR_CUDA_EMU
+  // Built against native/tests/cuda_emu: cuda:0 is native/cuda/model.cu run on the CPU, not a GPU.
+  std::printf("# EMULATED CUDA: cuda:0 runs on the CPU under native/tests/cuda_emu, not on a GPU\n");
+#endif
   struct Dev {
     std::string name;
     Backend make;
@@ -396,6 +403,10 @@ int main() {
   }
 #ifdef XLIR_WITH_CUDA
   if (devs.size() > 1) cuda_only(devs[1].make);
+#endif
+#ifdef XLIR_CUDA_EMU
+  // Misuse the emulator detected (printed as "# EMULATOR ERROR" where it happened).
+  report("emulator: no CUDA misuse detected (count)", double(emu_fail_count()), 0);
 #endif
   std::printf("# %d checks, %d failed\n", g_checks, g_failed);
   return g_failed ? 1 : 0;
