@@ -299,18 +299,18 @@ __global__ void __launch_bounds__(kRows * 32)
   }
 }
 
-struct Launch {
-  dim3 grid;
-  int d;
-  float scale;
-};
+bool head_fits(int64_t d) { return d <= kMaxD; }
+const char* const kHeadRefusal = " exceeds 128";
+static_assert(kMaxD == 128, "kHeadRefusal names the limit");
 
-Launch check_and_plan(const char* what, const float* qkv, const int32_t* offsets, int64_t num_seqs, int64_t max_len,
-                      int64_t T, int64_t hidden, int64_t heads, float p, const uint64_t* seq_keys) {
+}  // namespace
+
+AttentionLaunch attention_launch(const char* what, int64_t rows, bool (*head_ok)(int64_t d), const char* refusal,
+                                 const float* qkv, const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T,
+                                 int64_t hidden, int64_t heads, float p, const uint64_t* seq_keys) {
   XLIR_CHECK(heads >= 1 && hidden >= heads && hidden % heads == 0,
              what << ": hidden size " << hidden << " is not a multiple of " << heads << " heads");
-  const int64_t d = hidden / heads;
-  XLIR_CHECK(d <= kMaxD, what << ": head size " << d << " exceeds " << kMaxD);
+  XLIR_CHECK(head_ok(hidden / heads), what << ": head size " << hidden / heads << refusal);
   XLIR_CHECK(num_seqs >= 0 && num_seqs < 65536, what << ": " << num_seqs << " sequences (at most 65535 per call)");
   XLIR_CHECK(heads < 65536, what << ": too many heads");
   XLIR_CHECK(T >= 0 && 3 * hidden * T < (int64_t(1) << 62) && T < (int64_t(1) << 31), what << ": bad token count " << T);
@@ -318,19 +318,18 @@ Launch check_and_plan(const char* what, const float* qkv, const int32_t* offsets
   XLIR_CHECK(p >= 0.f && p < 1.f, what << ": dropout p must be in [0, 1) (got " << p << ")");
   XLIR_CHECK(p == 0.f || seq_keys, what << ": dropout needs the sequence keys");
   XLIR_CHECK(T == 0 || (qkv && offsets), what << ": null pointer");
-  Launch l;
-  l.grid = dim3(unsigned((max_len + kRows - 1) / kRows), unsigned(num_seqs), unsigned(heads));
-  l.d = int(d);
-  l.scale = float(1.0 / std::sqrt(double(d)));  // as the CPU computes it
+  AttentionLaunch l;
+  l.grid = dim3(unsigned((max_len + rows - 1) / rows), unsigned(num_seqs), unsigned(heads));
+  l.d = int(hidden / heads);
+  l.scale = float(1.0 / std::sqrt(double(l.d)));  // as the CPU computes it
   return l;
 }
-
-}  // namespace
 
 void attention_forward(float* ctx, __nv_bfloat16* ctx16, float* lse, const float* qkv, const int32_t* offsets,
                        int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden, int64_t heads,
                        const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys, cudaStream_t stream) {
-  Launch l = check_and_plan("cuda attention_forward", qkv, offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
+  const AttentionLaunch l = attention_launch("cuda attention_forward", kRows, head_fits, kHeadRefusal, qkv, offsets,
+                                             num_seqs, max_len, T, hidden, heads, p, seq_keys);
   XLIR_CHECK(T == 0 || (ctx && lse), "cuda attention_forward: null output");
   if (T == 0 || num_seqs == 0 || max_len == 0) return;
   const size_t shm = size_t(kRows * l.d + 2 * kTile * (l.d + 1)) * sizeof(float);
@@ -345,7 +344,8 @@ void attention_backward(float* dqkv, const float* dctx, const float* ctx, const 
                         const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                         int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
                         float* scratch, cudaStream_t stream) {
-  Launch l = check_and_plan("cuda attention_backward", qkv, offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
+  const AttentionLaunch l = attention_launch("cuda attention_backward", kRows, head_fits, kHeadRefusal, qkv, offsets,
+                                             num_seqs, max_len, T, hidden, heads, p, seq_keys);
   XLIR_CHECK(T == 0 || (dqkv && dctx && ctx && lse && scratch),
              "cuda attention_backward: null pointer (scratch: attention_backward_scratch_floats)");
   if (T == 0) return;

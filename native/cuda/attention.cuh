@@ -38,5 +38,19 @@ void attention_backward(float* dqkv, const float* dctx, const float* ctx, const 
                         int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
                         float* scratch, cudaStream_t stream);
 
+// The launch shape both attention implementations share (this file's and attention_tc.cuh's):
+// checks the arguments, naming `what` (a head size d that head_ok refuses: "head size <d><refusal>"),
+// and returns the grid (query tiles of `rows`, sequences, heads), the head size and the score
+// scale 1/sqrt(d) as the CPU computes it.
+struct AttentionLaunch {
+  dim3 grid;
+  int d;
+  float scale;
+};
+AttentionLaunch attention_launch(const char* what, int64_t rows, bool (*head_ok)(int64_t d), const char* refusal,
+                                 const float* qkv, const int32_t* offsets,
+                                 int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden, int64_t heads, float p,
+                                 const uint64_t* seq_keys);
+
 }  // namespace cuda
 }  // namespace xlir

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "attention.cuh"
 #include "attention_tc.cuh"
 #include "common.cuh"
 
@@ -499,34 +500,6 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-struct Plan {
-  dim3 grid;
-  int d;
-  float scale;
-};
-
-Plan check_and_plan(const char* what, const float* qkv, const int32_t* offsets, int64_t num_seqs, int64_t max_len,
-                    int64_t T, int64_t hidden, int64_t heads, float p, const uint64_t* seq_keys) {
-  XLIR_CHECK(heads >= 1 && hidden >= heads && hidden % heads == 0,
-             what << ": hidden size " << hidden << " is not a multiple of " << heads << " heads");
-  const int64_t d = hidden / heads;
-  XLIR_CHECK(attention_tc_supported(d), what << ": head size " << d
-                                              << " is not supported here (32, 64 or 128 on sm_80 or newer; "
-                                                 "check attention_tc_supported and use attention.cuh otherwise)");
-  XLIR_CHECK(num_seqs >= 0 && num_seqs < 65536, what << ": " << num_seqs << " sequences (at most 65535 per call)");
-  XLIR_CHECK(heads < 65536, what << ": too many heads");
-  XLIR_CHECK(T >= 0 && 3 * hidden * T < (int64_t(1) << 62) && T < (int64_t(1) << 31), what << ": bad token count " << T);
-  XLIR_CHECK(max_len >= 0 && max_len <= T, what << ": max_len " << max_len << " outside [0, T = " << T << "]");
-  XLIR_CHECK(p >= 0.f && p < 1.f, what << ": dropout p must be in [0, 1) (got " << p << ")");
-  XLIR_CHECK(p == 0.f || seq_keys, what << ": dropout needs the sequence keys");
-  XLIR_CHECK(T == 0 || (qkv && offsets), what << ": null pointer");
-  Plan l;
-  l.grid = dim3(unsigned((max_len + kRows - 1) / kRows), unsigned(num_seqs), unsigned(heads));
-  l.d = int(d);
-  l.scale = float(1.0 / std::sqrt(double(d)));  // as the CPU computes it
-  return l;
-}
-
 template <int D>
 int max_smem_bytes() {
   return std::max(Dims<D>::kFwd, std::max(Dims<D>::kDq, Dims<D>::kDkv));
@@ -540,7 +513,7 @@ void opt_in(K kernel, int bytes) {
 }
 
 template <int D>
-void forward_d(const Plan& l, float* ctx, bf16* ctx16, float* lse, const float* qkv, const int32_t* offsets,
+void forward_d(const AttentionLaunch& l, float* ctx, bf16* ctx16, float* lse, const float* qkv, const int32_t* offsets,
                int64_t hidden, int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
                cudaStream_t stream) {
   opt_in(attention_tc_forward_kernel<D>, Dims<D>::kFwd);
@@ -550,7 +523,7 @@ void forward_d(const Plan& l, float* ctx, bf16* ctx16, float* lse, const float* 
 }
 
 template <int D>
-void backward_d(const Plan& l, float* dqkv, const float* dctx, const float* lse, const float* Dsum, const float* qkv,
+void backward_d(const AttentionLaunch& l, float* dqkv, const float* dctx, const float* lse, const float* Dsum, const float* qkv,
                 const int32_t* offsets, int64_t hidden, int64_t heads, const uint8_t* key_keep, float p, uint64_t site,
                 const uint64_t* seq_keys, cudaStream_t stream) {
   opt_in(attention_tc_dkv_kernel<D>, Dims<D>::kDkv);
@@ -562,6 +535,10 @@ void backward_d(const Plan& l, float* dqkv, const float* dctx, const float* lse,
       dqkv, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
   XLIR_CUDA_LAUNCH_CHECK();
 }
+
+const char* const kHeadRefusal =
+    " is not supported here (32, 64 or 128 on sm_80 or newer; check attention_tc_supported and use attention.cuh "
+    "otherwise)";
 
 }  // namespace
 
@@ -584,7 +561,8 @@ void attention_forward_tc(float* ctx, __nv_bfloat16* ctx16, float* lse, const fl
                           int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden, int64_t heads,
                           const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
                           cudaStream_t stream) {
-  Plan l = check_and_plan("cuda attention_forward_tc", qkv, offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
+  const AttentionLaunch l = attention_launch("cuda attention_forward_tc", kRows, attention_tc_supported, kHeadRefusal, qkv,
+                                             offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
   XLIR_CHECK(T == 0 || (ctx && lse), "cuda attention_forward_tc: null output");
   if (T == 0 || num_seqs == 0 || max_len == 0) return;
   switch (l.d) {
@@ -600,7 +578,8 @@ void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, con
                            const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                            int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
                            float* scratch, cudaStream_t stream) {
-  Plan l = check_and_plan("cuda attention_backward_tc", qkv, offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
+  const AttentionLaunch l = attention_launch("cuda attention_backward_tc", kRows, attention_tc_supported, kHeadRefusal, qkv,
+                                             offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
   XLIR_CHECK(T == 0 || (dqkv && dctx && ctx && lse && scratch),
              "cuda attention_backward_tc: null pointer (scratch: attention_backward_tc_scratch_floats)");
   if (T == 0) return;
