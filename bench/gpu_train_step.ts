@@ -29,8 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { native, type Precision, type TokenBatch } from '../src/native.ts';
-import { xlmrConfig } from './xlmr-config.ts';
-import { pythonPath } from './python.ts';
+import { lossAndGrad, pythonPath, xlmrConfig } from './common.ts';
 import { mulberry32 } from '../src/rng.ts';
 
 interface Shape {
@@ -238,10 +237,8 @@ async function xlirRun(p: Precision, batch: TokenBatch) {
       model.zeroGrad();
       const emb = await model.forward(batch, { dropoutSeed: step });
       const t1 = performance.now();
-      const r = addon.infonce(emb.subarray(0, pairs * D), emb.subarray(pairs * D), pairs, D, { scale: SCALE, symmetric: false });
-      const grad = new Float32Array(2 * pairs * D);
-      grad.set(r.gradQueries, 0);
-      grad.set(r.gradPassages, pairs * D);
+      const r = lossAndGrad(emb, pairs, D, SCALE);
+      const grad = r.grad;
       const t2 = performance.now();
       await model.backward(grad);
       const t3 = performance.now();

@@ -22,8 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { native, type Precision, type TokenBatch } from '../src/native.ts';
-import { xlmrConfig } from './xlmr-config.ts';
-import { pythonPath } from './python.ts';
+import { lossAndGrad, pythonPath, xlmrConfig } from './common.ts';
 import { mulberry32 } from '../src/rng.ts';
 
 interface Shape {
@@ -180,10 +179,8 @@ async function xlirRun(s: Shape, p: Precision, steps: number) {
       const t1 = performance.now();
       const emb = await model.forward(batches[step], { dropoutSeed: step });
       const t2 = performance.now();
-      const r = addon.infonce(emb.subarray(0, NUM_QUERIES * D), emb.subarray(NUM_QUERIES * D), NUM_QUERIES, D, { scale: SCALE, symmetric: false });
-      const grad = new Float32Array(BATCH * D);
-      grad.set(r.gradQueries, 0);
-      grad.set(r.gradPassages, NUM_QUERIES * D);
+      const r = lossAndGrad(emb, NUM_QUERIES, D, SCALE);
+      const grad = r.grad;
       const t3 = performance.now();
       await model.backward(grad);
       const t4 = performance.now();
