@@ -189,14 +189,7 @@ class DeviceModel final : public DeviceBackend {
     ops_.zero(dh, size_t(T * H) * 4);
     ops_.pool_backward(dh, dpool, a_.off32, B, H, c.pooling == Pooling::Mean ? PoolMode::Mean : PoolMode::CLS);
 
-    // Does anything at or below layer l (or the embeddings) train? If not, stop there (as model.cc).
-    std::vector<char> below(size_t(c.layers + 1), 0);
-    bool any = trainable(word_) || trainable(pos_) || trainable(type_) || trainable(eln_w_) || trainable(eln_b_);
-    below[0] = any;
-    for (int64_t l = 0; l < c.layers; l++) {
-      any = any || trainable(lp_[size_t(l)].qkv_w);
-      below[size_t(l + 1)] = any;
-    }
+    const std::vector<char> below = host_.trains_at_or_below();  // stop where nothing trains
     // bf16 mode: a gradient that feeds two products (dW and dX) is converted once into y16.
     auto dy_in = [&](const float* g, int64_t n) -> const void* {
       if (!bf_) return g;
@@ -387,11 +380,7 @@ class DeviceModel final : public DeviceBackend {
     return g;
   }
   int64_t dim() const { return host_.embedding_dim(); }
-  bool trainable(int64_t offset) const {
-    const auto& ps = host_.params();
-    auto it = std::lower_bound(ps.begin(), ps.end(), offset, [](const ParamInfo& a, int64_t o) { return a.offset < o; });
-    return it != ps.end() && it->offset == offset && it->trainable;
-  }
+  bool trainable(int64_t offset) const { return host_.trainable_at(offset); }
   // A product operand: the bf16 copy in bf16 mode, else the fp32 tensor.
   const void* in(const float* f, const bf16* h) const { return bf_ ? static_cast<const void*>(h) : f; }
   const void* wt(int64_t off) const { return bf_ ? static_cast<const void*>(W16_ + off) : W_ + off; }

@@ -151,12 +151,24 @@ void Model::set_frozen(bool freeze_word_embeddings, int64_t freeze_layers) {
   }
 }
 
-bool Model::trainable(const float* p) const {
+bool Model::trainable(const float* p) const { return trainable_at(p - W_.data()); }
+
+bool Model::trainable_at(int64_t off) const {
   // Parameter views point at tensor starts, so the owning tensor is the one at that offset.
-  const int64_t off = p - W_.data();
   auto it = std::lower_bound(params_.begin(), params_.end(), off,
                              [](const ParamInfo& a, int64_t o) { return a.offset < o; });
   return it != params_.end() && it->offset == off && trainable_flag_[size_t(it - params_.begin())];
+}
+
+std::vector<char> Model::trains_at_or_below() const {
+  std::vector<char> below(size_t(cfg_.layers + 1), 0);
+  bool any = trainable(word_) || trainable(pos_) || trainable(type_) || trainable(eln_w_) || trainable(eln_b_);
+  below[0] = any;
+  for (int64_t l = 0; l < cfg_.layers; l++) {
+    any = any || trainable(lp_[size_t(l)].qkv_w);
+    below[size_t(l + 1)] = any;
+  }
+  return below;
 }
 
 void Model::zero_grad() {
@@ -590,14 +602,7 @@ void Model::backward(const float* dout) {
   pool_backward(dh, dpool, lengths_.data(), offsets_.data(), B, H,
                 cfg_.pooling == Pooling::Mean ? PoolMode::Mean : PoolMode::CLS);
 
-  // Does anything at or below layer l (or the embeddings) train? If not, stop back-propagating there.
-  std::vector<char> below(size_t(cfg_.layers + 1), 0);
-  bool any = trainable(word_) || trainable(pos_) || trainable(type_) || trainable(eln_w_) || trainable(eln_b_);
-  below[0] = any;
-  for (int64_t l = 0; l < cfg_.layers; l++) {
-    any = any || trainable(lp_[l].qkv_w);
-    below[l + 1] = any;
-  }
+  const std::vector<char> below = trains_at_or_below();  // stop back-propagating where nothing trains
 
   for (int64_t l = cfg_.layers - 1; l >= 0; l--) {
     if (!below[l + 1]) return;

@@ -149,6 +149,10 @@ class Model {
     int64_t qkv_w, qkv_b, ao_w, ao_b, ln1_w, ln1_b, i_w, i_b, o_w, o_b, ln2_w, ln2_b;
   };
   LayerOffsets layer_offsets(int64_t l) const;
+  // Whether the tensor starting at this offset trains (set_frozen), and, per layer boundary l
+  // (0: the embeddings), whether anything at or below it trains: backward stops where nothing does.
+  bool trainable_at(int64_t offset) const;
+  std::vector<char> trains_at_or_below() const;
   const std::vector<int32_t>& touched_word_rows() const { return touched_rows_; }
 
  private:
