@@ -45,6 +45,8 @@ test('config file values are overridden by flags; bad values name the option', a
   assert.equal(c.temperature, 0.05, 'METHOD.md default');
   assert.equal(c.sparseEmbeddings, false, 'the exact dense embedding update by default');
   assert.equal((await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--sparse-embeddings'])).sparseEmbeddings, true);
+  assert.equal(c.activationRecompute, false, 'activations kept by default');
+  assert.equal((await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--activation-recompute', '--device', 'emulated'])).activationRecompute, true);
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ data: ['a.jsonl'], out: 'o', model: 'm', alpha: 1.5 }));
   await assert.rejects(parseTrainArgs(['--config', join(dir, 'c.json')]), /--alpha must be in \[0, 1\], got 1.5/);
   await assert.rejects(parseTrainArgs(['--data', 'a', '--out', 'o']), /exactly one of --model DIR .* or --scratch/);
