@@ -9,7 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // The kernels run twice: threads in index order between barriers, then in reverse order, so that a
@@ -40,3 +42,51 @@ for (const p of programs) {
     assert.equal(r.status, 0, `${p.name} exited with ${r.status}:\n${r.stdout.slice(-4000)}\n${r.stderr}`);
   });
 }
+
+// launch.py (native/tests/cuda_emu) refuses a kernel without __launch_bounds__ and registers the
+// bound of every other one, so that the emulator refuses a block the GPU would refuse. Every .cu
+// in native/ goes through it here, native/tests/cuda_bench.cu included (it is not emulated).
+test('every CUDA kernel declares __launch_bounds__, and launch.py registers it', () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const launch = join(root, 'native/tests/cuda_emu/launch.py');
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-launch-'));
+  try {
+    const sources = ['native/cuda', 'native/tests']
+      .flatMap((d) => readdirSync(join(root, d)).filter((f) => f.endsWith('.cu')).map((f) => join(root, d, f)));
+    assert.ok(sources.length >= 12, `found only ${sources.length} .cu files`);
+    for (const src of sources) {
+      const r = spawnSync('python3', [launch, src, join(dir, 'out.cc')], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `launch.py ${src}: ${r.stderr}`);
+      const kernels = (readFileSync(src, 'utf8').match(/^\s*__global__\s/gm) ?? []).length;
+      const registered = (readFileSync(join(dir, 'out.cc'), 'utf8').match(/::emu::register_bound\(/g) ?? []).length;
+      assert.equal(registered, kernels, `${src}: ${kernels} kernels, ${registered} bounds registered`);
+    }
+
+    const probe = join(dir, 'probe.cu');
+    writeFileSync(probe, [
+      'const int kT = 128;',
+      'template <int D>',
+      '__global__ void __launch_bounds__(kT * 2, 1)',
+      '    wide_kernel(float* x) { x[threadIdx.x] = D; }',
+      '__global__ void bare_kernel(float* x) { x[0] = 1; }',
+      '',
+    ].join('\n'));
+    const r = spawnSync('python3', [launch, probe, join(dir, 'probe.cc')], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0, 'a kernel without __launch_bounds__ must be refused');
+    assert.match(r.stderr, /probe\.cu:5: kernel bare_kernel has no __launch_bounds__/);
+
+    const bounded = readFileSync(probe, 'utf8').replace('void bare_kernel', 'void __launch_bounds__(32) bare_kernel');
+    writeFileSync(probe, bounded);
+    const ok = spawnSync('python3', [launch, probe, join(dir, 'probe.cc')], { encoding: 'utf8' });
+    assert.equal(ok.status, 0, ok.stderr);
+    const lines = readFileSync(join(dir, 'probe.cc'), 'utf8').split('\n');
+    // line 1 is the #line directive; the registration shares the kernel's first line (the template
+    // header), so the .cu line numbers stay right
+    assert.match(lines[2], /^\[\[maybe_unused\]\] static const bool \w+ = /);
+    assert.match(lines[2], /::emu::register_bound\("wide_kernel", \(long long\)\(kT \* 2\)\); template <int D>$/);
+    assert.match(lines[5], /register_bound\("bare_kernel", \(long long\)\(32\)\); __global__ void __launch_bounds__\(32\) bare/);
+    assert.equal(lines.length, 7);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -10,6 +10,7 @@ namespace {
 
 const int kThreads = 256;
 const int kChunkRows = 64;
+const int kColumnThreads = 128;  // the column-sum kernels: a thread per column
 
 int grid_for(int64_t n) {
   int64_t b = (n + kThreads - 1) / kThreads;
@@ -23,8 +24,9 @@ __device__ __forceinline__ float gelu_grad(float v) {
   return cdf + v * pdf;
 }
 
-__global__ void bias_gelu_forward_kernel(float* pre, float* __restrict__ y, __nv_bfloat16* __restrict__ y16, const float* x,
-                                         const float* __restrict__ bias, int64_t n, int C) {
+__global__ void __launch_bounds__(kThreads)
+    bias_gelu_forward_kernel(float* pre, float* __restrict__ y, __nv_bfloat16* __restrict__ y16, const float* x,
+                             const float* __restrict__ bias, int64_t n, int C) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     float v = x[i] + (bias ? bias[i % C] : 0.f);
     if (pre) pre[i] = v;
@@ -34,12 +36,14 @@ __global__ void bias_gelu_forward_kernel(float* pre, float* __restrict__ y, __nv
   }
 }
 
-__global__ void gelu_backward_kernel(float* dx, const float* dy, const float* __restrict__ pre, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    gelu_backward_kernel(float* dx, const float* dy, const float* __restrict__ pre, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     dx[i] = dy[i] * gelu_grad(pre[i]);
 }
 
-__global__ void column_partial_kernel(float* __restrict__ partial, const float* __restrict__ dy, int64_t N, int C) {
+__global__ void __launch_bounds__(kColumnThreads)
+    column_partial_kernel(float* __restrict__ partial, const float* __restrict__ dy, int64_t N, int C) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   const int64_t r0 = int64_t(blockIdx.y) * kChunkRows, r1 = min(N, r0 + kChunkRows);
@@ -48,7 +52,8 @@ __global__ void column_partial_kernel(float* __restrict__ partial, const float* 
   partial[int64_t(blockIdx.y) * C + c] = s;
 }
 
-__global__ void column_reduce_kernel(float* __restrict__ dbias, const float* __restrict__ partial, int chunks, int C) {
+__global__ void __launch_bounds__(kColumnThreads)
+    column_reduce_kernel(float* __restrict__ dbias, const float* __restrict__ partial, int chunks, int C) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   double s = 0;
@@ -56,25 +61,28 @@ __global__ void column_reduce_kernel(float* __restrict__ dbias, const float* __r
   dbias[c] += float(s);
 }
 
-__global__ void tanh_forward_kernel(float* y, const float* x, int64_t n) {
+__global__ void __launch_bounds__(kThreads) tanh_forward_kernel(float* y, const float* x, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     y[i] = tanhf(x[i]);
 }
-__global__ void tanh_backward_kernel(float* dx, const float* dy, const float* y, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    tanh_backward_kernel(float* dx, const float* dy, const float* y, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     dx[i] = dy[i] * (1.f - y[i] * y[i]);
 }
 
 // One block row per matrix row (keys hashed once per row), columns across threads.
-__global__ void dropout_rows_kernel(float* y, const float* x, int C, float p, float scale, uint64_t site,
-                                    const uint64_t* __restrict__ row_keys) {
+__global__ void __launch_bounds__(kThreads)
+    dropout_rows_kernel(float* y, const float* x, int C, float p, float scale, uint64_t site,
+                        const uint64_t* __restrict__ row_keys) {
   const int64_t r = blockIdx.x;
   const uint64_t rk = d_hash_key(site, row_keys[r]);
   for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < C; c += gridDim.y * blockDim.x)
     y[r * C + c] = d_dropout_keep(rk, uint64_t(c), p) ? x[r * C + c] * scale : 0.f;
 }
 
-__global__ void to_bf16_kernel(__nv_bfloat16* __restrict__ dst, const float* __restrict__ src, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    to_bf16_kernel(__nv_bfloat16* __restrict__ dst, const float* __restrict__ src, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = to_bf16(src[i]);
 }
@@ -103,9 +111,10 @@ void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C, float* s
   if (N == 0) return;
   const int chunks = ceil_div(N, kChunkRows);
   XLIR_CHECK(chunks < 65536, "cuda bias_backward: " << N << " rows exceed " << 65535 * kChunkRows);
-  column_partial_kernel<<<dim3(ceil_div(C, 128), chunks), 128, 0, stream>>>(scratch, dy, N, int(C));
+  column_partial_kernel<<<dim3(ceil_div(C, kColumnThreads), chunks), kColumnThreads, 0, stream>>>(scratch, dy, N,
+                                                                                            int(C));
   XLIR_CUDA_LAUNCH_CHECK();
-  column_reduce_kernel<<<ceil_div(C, 128), 128, 0, stream>>>(dbias, scratch, chunks, int(C));
+  column_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dbias, scratch, chunks, int(C));
   XLIR_CUDA_LAUNCH_CHECK();
 }
 

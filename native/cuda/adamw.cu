@@ -13,8 +13,10 @@ namespace {
 
 const int kThreads = 256;
 const int kNormBlocks = 64;
+const int kFinishThreads = 1024;  // one block sums the partial sums
 
-__global__ void sum_squares_partial_kernel(double* __restrict__ partial, const float* __restrict__ g, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    sum_squares_partial_kernel(double* __restrict__ partial, const float* __restrict__ g, int64_t n) {
   __shared__ double sh[32];
   double s = 0;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
@@ -23,8 +25,9 @@ __global__ void sum_squares_partial_kernel(double* __restrict__ partial, const f
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-__global__ void norm_finish_kernel(float* norm, float* clip_scale, const double* __restrict__ partial, int64_t n,
-                                   float max_norm) {
+__global__ void __launch_bounds__(kFinishThreads)
+    norm_finish_kernel(float* norm, float* clip_scale, const double* __restrict__ partial, int64_t n,
+                       float max_norm) {
   __shared__ double sh[32];
   // Each thread sums a contiguous stretch in order; the block sum is in a fixed order too.
   const int64_t per = (n + blockDim.x - 1) / blockDim.x;
@@ -46,8 +49,9 @@ __global__ void norm_finish_kernel(float* norm, float* clip_scale, const double*
 }
 
 // One block per listed row at a time (grid-stride over rows), threads across the row.
-__global__ void sum_squares_rows_partial_kernel(double* __restrict__ partial, const float* __restrict__ g,
-                                                const int32_t* __restrict__ rows, int64_t num_rows, int64_t width) {
+__global__ void __launch_bounds__(kThreads)
+    sum_squares_rows_partial_kernel(double* __restrict__ partial, const float* __restrict__ g,
+                                    const int32_t* __restrict__ rows, int64_t num_rows, int64_t width) {
   __shared__ double sh[32];
   double s = 0;
   for (int64_t r = blockIdx.x; r < num_rows; r += gridDim.x) {
@@ -77,10 +81,11 @@ __device__ __forceinline__ void adamw_element(float* __restrict__ p, __nv_bfloat
   if (p16) p16[i] = to_bf16(pi);
 }
 
-__global__ void adamw_rows_kernel(float* __restrict__ p, __nv_bfloat16* __restrict__ p16, const float* __restrict__ g,
-                                  float* __restrict__ m, float* __restrict__ v, const int32_t* __restrict__ rows,
-                                  int64_t num_rows, int64_t width, float beta1, float beta2, float eps, float decay,
-                                  float step_size, float bc2_sqrt, const float* __restrict__ grad_scale) {
+__global__ void __launch_bounds__(kThreads)
+    adamw_rows_kernel(float* __restrict__ p, __nv_bfloat16* __restrict__ p16, const float* __restrict__ g,
+                      float* __restrict__ m, float* __restrict__ v, const int32_t* __restrict__ rows,
+                      int64_t num_rows, int64_t width, float beta1, float beta2, float eps, float decay,
+                      float step_size, float bc2_sqrt, const float* __restrict__ grad_scale) {
   const float gs = grad_scale ? *grad_scale : 1.f;
   for (int64_t r = blockIdx.x; r < num_rows; r += gridDim.x) {
     const int64_t o = int64_t(rows[r]) * width;
@@ -89,9 +94,10 @@ __global__ void adamw_rows_kernel(float* __restrict__ p, __nv_bfloat16* __restri
   }
 }
 
-__global__ void adamw_kernel(float* __restrict__ p, __nv_bfloat16* __restrict__ p16, const float* __restrict__ g,
-                             float* __restrict__ m, float* __restrict__ v, int64_t n, float lr, float beta1, float beta2,
-                             float eps, float decay, float step_size, float bc2_sqrt, const float* __restrict__ grad_scale) {
+__global__ void __launch_bounds__(kThreads)
+    adamw_kernel(float* __restrict__ p, __nv_bfloat16* __restrict__ p16, const float* __restrict__ g,
+                 float* __restrict__ m, float* __restrict__ v, int64_t n, float lr, float beta1, float beta2,
+                 float eps, float decay, float step_size, float bc2_sqrt, const float* __restrict__ grad_scale) {
   const float gs = grad_scale ? *grad_scale : 1.f;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     adamw_element(p, p16, g, m, v, i, gs, beta1, beta2, eps, decay, step_size, bc2_sqrt);
@@ -126,7 +132,7 @@ void global_norm(float* norm, float* clip_scale, const float* g, const int64_t* 
     sum_squares_partial_kernel<<<kNormBlocks, kThreads, 0, stream>>>(scratch + r * kNormBlocks, g + begin[r], size[r]);
     XLIR_CUDA_LAUNCH_CHECK();
   }
-  norm_finish_kernel<<<1, 1024, 0, stream>>>(norm, clip_scale, scratch, ranges * kNormBlocks, max_norm);
+  norm_finish_kernel<<<1, kFinishThreads, 0, stream>>>(norm, clip_scale, scratch, ranges * kNormBlocks, max_norm);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
@@ -172,7 +178,7 @@ void sum_squares_rows_partial(double* partial, const float* g, const int32_t* ro
 void norm_from_partials(float* norm, float* clip_scale, const double* partial, int64_t count, float max_norm,
                         cudaStream_t stream) {
   XLIR_CHECK(norm && partial && count > 0 && count % kNormBlocks == 0, "cuda norm_from_partials: bad arguments");
-  norm_finish_kernel<<<1, 1024, 0, stream>>>(norm, clip_scale, partial, count, max_norm);
+  norm_finish_kernel<<<1, kFinishThreads, 0, stream>>>(norm, clip_scale, partial, count, max_norm);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 

@@ -111,8 +111,9 @@ __global__ void __launch_bounds__(kRows * 32)
 
 // D[t, h] = dctx[t, head h] . ctx[t, head h]: the row sums of dP * P that softmax's backward needs
 // (with dropout too: sum_j P_ij M_ij dPd_ij = dO_i . O_i).
-__global__ void attention_rowdot_kernel(float* __restrict__ D, const float* __restrict__ dctx,
-                                        const float* __restrict__ ctx, int64_t rows, int nh, int d) {
+__global__ void __launch_bounds__(kRows * 32)
+    attention_rowdot_kernel(float* __restrict__ D, const float* __restrict__ dctx,
+                            const float* __restrict__ ctx, int64_t rows, int nh, int d) {
   const int64_t r = int64_t(blockIdx.x) * kRows + (threadIdx.x >> 5);
   if (r >= rows) return;
   const int lane = threadIdx.x & 31;

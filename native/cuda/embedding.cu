@@ -8,9 +8,13 @@ namespace xlir {
 namespace cuda {
 
 namespace {
-__global__ void embedding_backward_kernel(float* __restrict__ dtable, const float* __restrict__ dx,
-                                          const int32_t* __restrict__ order, const int32_t* __restrict__ seg_start,
-                                          const int32_t* __restrict__ seg_row, int C) {
+
+const int kColumns = 256;  // columns (threads) per block
+
+__global__ void __launch_bounds__(kColumns)
+    embedding_backward_kernel(float* __restrict__ dtable, const float* __restrict__ dx,
+                              const int32_t* __restrict__ order, const int32_t* __restrict__ seg_start,
+                              const int32_t* __restrict__ seg_row, int C) {
   const int c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= C) return;
   const int s = blockIdx.x;
@@ -27,8 +31,8 @@ void embedding_backward(float* dtable, const float* dx, const int32_t* order, co
              "cuda embedding_backward: bad sizes (" << num_segments << " segments, C=" << C << ")");
   if (num_segments == 0 || !dtable) return;  // a null table gradient: frozen table
   XLIR_CHECK(dx && order && seg_start && seg_row, "cuda embedding_backward: null pointer");
-  embedding_backward_kernel<<<dim3(unsigned(num_segments), ceil_div(C, 256)), 256, 0, stream>>>(dtable, dx, order, seg_start,
-                                                                                                 seg_row, int(C));
+  embedding_backward_kernel<<<dim3(unsigned(num_segments), ceil_div(C, kColumns)), kColumns, 0, stream>>>(
+      dtable, dx, order, seg_start, seg_row, int(C));
   XLIR_CUDA_LAUNCH_CHECK();
 }
 

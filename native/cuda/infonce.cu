@@ -48,8 +48,9 @@ __device__ float block_lse(const float* x, int n, int64_t stride) {
 
 // Row i (blockIdx.x < nq): lse over its np passages. Column j (blockIdx.x >= nq, symmetric): lse of
 // passage j against the nq queries. loss_part[k] = lse - S[k, k] (label on the diagonal).
-__global__ void infonce_lse_kernel(float* __restrict__ lse_row, float* __restrict__ lse_col,
-                                   float* __restrict__ loss_part, const float* __restrict__ S, int nq, int np) {
+__global__ void __launch_bounds__(kThreads)
+    infonce_lse_kernel(float* __restrict__ lse_row, float* __restrict__ lse_col,
+                       float* __restrict__ loss_part, const float* __restrict__ S, int nq, int np) {
   const int b = blockIdx.x;
   if (b < nq) {
     const float l = block_lse(S + int64_t(b) * np, np, 1);
@@ -62,8 +63,9 @@ __global__ void infonce_lse_kernel(float* __restrict__ lse_row, float* __restric
 }
 
 // S[i, j] <- dL/dS = w (softmax_row - onehot) + [symmetric, j < nq] w (softmax_col - onehot), in place.
-__global__ void infonce_grad_kernel(float* S, const float* __restrict__ lse_row, const float* __restrict__ lse_col,
-                                    int nq, int np, bool symmetric, float w) {
+__global__ void __launch_bounds__(kThreads)
+    infonce_grad_kernel(float* S, const float* __restrict__ lse_row, const float* __restrict__ lse_col,
+                        int nq, int np, bool symmetric, float w) {
   const int i = blockIdx.y;
   for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < np; j += gridDim.x * blockDim.x) {
     const float s = S[int64_t(i) * np + j];
@@ -75,7 +77,8 @@ __global__ void infonce_grad_kernel(float* S, const float* __restrict__ lse_row,
 }
 
 // loss = w * sum of the parts, in index order (one thread: nq is at most a few thousand).
-__global__ void infonce_loss_kernel(float* loss, const float* __restrict__ loss_part, int n, double w) {
+__global__ void __launch_bounds__(32)
+    infonce_loss_kernel(float* loss, const float* __restrict__ loss_part, int n, double w) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
   double s = 0;
   for (int k = 0; k < n; k++) s += double(loss_part[k]);

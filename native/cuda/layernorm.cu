@@ -12,18 +12,20 @@ namespace {
 
 const int kRowsPerBlock = 8;    // warps per block in the row kernels
 const int kChunkRows = 64;      // rows per partial column sum in the parameter-gradient kernels
+const int kColumnThreads = 128; // the parameter-gradient kernels: a thread per column
 
 enum class Source { Residual, Embedding };
 
 template <Source S>
-__global__ void layernorm_forward_kernel(float* x, float* __restrict__ y, __nv_bfloat16* __restrict__ y16,
-                                         float* __restrict__ mean, float* __restrict__ rstd, const float* a,
-                                         const float* b, const int32_t* __restrict__ ids,
-                                         const int32_t* __restrict__ pos_ids, const int32_t* __restrict__ type_ids,
-                                         const float* __restrict__ word, const float* __restrict__ pos,
-                                         const float* __restrict__ type, int64_t vocab, int64_t max_pos,
-                                         int64_t type_vocab, const float* __restrict__ w,
-                                         const float* __restrict__ beta, int64_t N, int C, float eps) {
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    layernorm_forward_kernel(float* x, float* __restrict__ y, __nv_bfloat16* __restrict__ y16,
+                             float* __restrict__ mean, float* __restrict__ rstd, const float* a,
+                             const float* b, const int32_t* __restrict__ ids,
+                             const int32_t* __restrict__ pos_ids, const int32_t* __restrict__ type_ids,
+                             const float* __restrict__ word, const float* __restrict__ pos,
+                             const float* __restrict__ type, int64_t vocab, int64_t max_pos,
+                             int64_t type_vocab, const float* __restrict__ w,
+                             const float* __restrict__ beta, int64_t N, int C, float eps) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -70,10 +72,11 @@ __global__ void layernorm_forward_kernel(float* x, float* __restrict__ y, __nv_b
   }
 }
 
-__global__ void layernorm_backward_dx_kernel(float* __restrict__ dx, const float* __restrict__ dy,
-                                             const float* __restrict__ x, const float* __restrict__ w,
-                                             const float* __restrict__ mean, const float* __restrict__ rstd, int64_t N,
-                                             int C, bool accumulate) {
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    layernorm_backward_dx_kernel(float* __restrict__ dx, const float* __restrict__ dy,
+                                 const float* __restrict__ x, const float* __restrict__ w,
+                                 const float* __restrict__ mean, const float* __restrict__ rstd, int64_t N,
+                                 int C, bool accumulate) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -95,9 +98,10 @@ __global__ void layernorm_backward_dx_kernel(float* __restrict__ dx, const float
 }
 
 // partial[chunk][0..C) = sum over the chunk's rows of dy * x_hat, partial[chunk][C..2C) = of dy.
-__global__ void layernorm_param_partial_kernel(float* __restrict__ partial, const float* __restrict__ dy,
-                                               const float* __restrict__ x, const float* __restrict__ mean,
-                                               const float* __restrict__ rstd, int64_t N, int C) {
+__global__ void __launch_bounds__(kColumnThreads)
+    layernorm_param_partial_kernel(float* __restrict__ partial, const float* __restrict__ dy,
+                                   const float* __restrict__ x, const float* __restrict__ mean,
+                                   const float* __restrict__ rstd, int64_t N, int C) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   const int64_t r0 = int64_t(blockIdx.y) * kChunkRows, r1 = min(N, r0 + kChunkRows);
@@ -111,8 +115,9 @@ __global__ void layernorm_param_partial_kernel(float* __restrict__ partial, cons
   partial[int64_t(blockIdx.y) * 2 * C + C + c] = sb;
 }
 
-__global__ void layernorm_param_reduce_kernel(float* __restrict__ dw, float* __restrict__ db,
-                                              const float* __restrict__ partial, int chunks, int C) {
+__global__ void __launch_bounds__(kColumnThreads)
+    layernorm_param_reduce_kernel(float* __restrict__ dw, float* __restrict__ db,
+                                  const float* __restrict__ partial, int chunks, int C) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   double sw = 0, sb = 0;
@@ -172,9 +177,11 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
   if (!dw) return;
   const int chunks = ceil_div(N, kChunkRows);
   XLIR_CHECK(chunks < 65536, "cuda layernorm_backward: " << N << " rows exceed " << 65535 * kChunkRows);
-  layernorm_param_partial_kernel<<<dim3(ceil_div(C, 128), chunks), 128, 0, stream>>>(scratch, dy, x, mean, rstd, N, int(C));
+  layernorm_param_partial_kernel<<<dim3(ceil_div(C, kColumnThreads), chunks), kColumnThreads, 0, stream>>>(
+      scratch, dy, x, mean, rstd, N, int(C));
   XLIR_CUDA_LAUNCH_CHECK();
-  layernorm_param_reduce_kernel<<<ceil_div(C, 128), 128, 0, stream>>>(dw, db, scratch, chunks, int(C));
+  layernorm_param_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dw, db, scratch, chunks,
+                                                                                           int(C));
   XLIR_CUDA_LAUNCH_CHECK();
 }
 

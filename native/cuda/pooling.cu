@@ -8,8 +8,11 @@ namespace cuda {
 
 namespace {
 
-__global__ void pool_forward_kernel(float* __restrict__ out, const float* __restrict__ h,
-                                    const int32_t* __restrict__ offsets, int C, bool mean) {
+const int kColumnThreads = 128;  // pooling: a thread per column
+
+__global__ void __launch_bounds__(kColumnThreads)
+    pool_forward_kernel(float* __restrict__ out, const float* __restrict__ h,
+                        const int32_t* __restrict__ offsets, int C, bool mean) {
   const int c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= C) return;
   const int b = blockIdx.x;
@@ -24,8 +27,9 @@ __global__ void pool_forward_kernel(float* __restrict__ out, const float* __rest
   out[int64_t(b) * C + c] = v;
 }
 
-__global__ void pool_backward_kernel(float* __restrict__ dh, const float* __restrict__ dout,
-                                     const int32_t* __restrict__ offsets, int C, bool mean) {
+__global__ void __launch_bounds__(kColumnThreads)
+    pool_backward_kernel(float* __restrict__ dh, const float* __restrict__ dout,
+                         const int32_t* __restrict__ offsets, int C, bool mean) {
   const int c = blockIdx.y * blockDim.x + threadIdx.x;
   if (c >= C) return;
   const int b = blockIdx.x;
@@ -42,8 +46,9 @@ __global__ void pool_backward_kernel(float* __restrict__ dh, const float* __rest
 
 const int kRows = 8;
 
-__global__ void l2norm_forward_kernel(float* __restrict__ y, float* __restrict__ norms, const float* __restrict__ x,
-                                      int64_t B, int D) {
+__global__ void __launch_bounds__(kRows * 32)
+    l2norm_forward_kernel(float* __restrict__ y, float* __restrict__ norms, const float* __restrict__ x,
+                          int64_t B, int D) {
   const int64_t r = int64_t(blockIdx.x) * kRows + (threadIdx.x >> 5);
   if (r >= B) return;
   const int lane = threadIdx.x & 31;
@@ -56,8 +61,9 @@ __global__ void l2norm_forward_kernel(float* __restrict__ y, float* __restrict__
   if (lane == 0) norms[r] = n;
 }
 
-__global__ void l2norm_backward_kernel(float* dx, const float* dy, const float* __restrict__ y,
-                                       const float* __restrict__ norms, int64_t B, int D) {
+__global__ void __launch_bounds__(kRows * 32)
+    l2norm_backward_kernel(float* dx, const float* dy, const float* __restrict__ y,
+                           const float* __restrict__ norms, int64_t B, int D) {
   const int64_t r = int64_t(blockIdx.x) * kRows + (threadIdx.x >> 5);
   if (r >= B) return;
   const int lane = threadIdx.x & 31;
@@ -80,7 +86,8 @@ void pool_forward(float* out, const float* h, const int32_t* offsets, int64_t B,
   check(B, C, "cuda pool_forward");
   if (B == 0) return;
   XLIR_CHECK(out && h && offsets, "cuda pool_forward: null pointer");
-  pool_forward_kernel<<<dim3(unsigned(B), ceil_div(C, 128)), 128, 0, stream>>>(out, h, offsets, int(C), mode == PoolMode::Mean);
+  pool_forward_kernel<<<dim3(unsigned(B), ceil_div(C, kColumnThreads)), kColumnThreads, 0, stream>>>(
+      out, h, offsets, int(C), mode == PoolMode::Mean);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
@@ -89,8 +96,8 @@ void pool_backward(float* dh, const float* dout, const int32_t* offsets, int64_t
   check(B, C, "cuda pool_backward");
   if (B == 0) return;
   XLIR_CHECK(dh && dout && offsets, "cuda pool_backward: null pointer");
-  pool_backward_kernel<<<dim3(unsigned(B), ceil_div(C, 128)), 128, 0, stream>>>(dh, dout, offsets, int(C),
-                                                                                mode == PoolMode::Mean);
+  pool_backward_kernel<<<dim3(unsigned(B), ceil_div(C, kColumnThreads)), kColumnThreads, 0, stream>>>(
+      dh, dout, offsets, int(C), mode == PoolMode::Mean);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 

@@ -143,7 +143,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // first[0] = min over i of the flat index of a non-finite x[i] (unchanged when all are finite).
-__global__ void first_nonfinite_kernel(unsigned long long* first, const float* __restrict__ x, int64_t n) {
+__global__ void __launch_bounds__(kThreads)
+    first_nonfinite_kernel(unsigned long long* first, const float* __restrict__ x, int64_t n) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     if (!isfinite(x[i])) atomicMin(first, (unsigned long long)i);
 }

@@ -186,20 +186,27 @@ static void section(const char* name, const std::function<void()>& f) {
 // ---------------------------------------------------------------------------------------------
 // Device buffers filled on the device
 
-__global__ void fill_uniform_kernel(float* x, int64_t n, uint64_t key, float lo, float hi) {
+constexpr int kFillThreads = 256;
+
+__global__ void __launch_bounds__(kFillThreads)
+    fill_uniform_kernel(float* x, int64_t n, uint64_t key, float lo, float hi) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] = lo + (hi - lo) * cuda::d_uniform01(key, uint64_t(i));
 }
-__global__ void fill_uniform_bf16_kernel(__nv_bfloat16* x, int64_t n, uint64_t key, float lo, float hi) {
+__global__ void __launch_bounds__(kFillThreads)
+    fill_uniform_bf16_kernel(__nv_bfloat16* x, int64_t n, uint64_t key, float lo, float hi) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] = __float2bfloat16_rn(lo + (hi - lo) * cuda::d_uniform01(key, uint64_t(i)));
 }
-__global__ void fill_ids_kernel(int32_t* x, int64_t n, uint64_t key, int32_t lo, int32_t hi) {
+__global__ void __launch_bounds__(kFillThreads)
+    fill_ids_kernel(int32_t* x, int64_t n, uint64_t key, int32_t lo, int32_t hi) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     x[i] = lo + min(int32_t(cuda::d_uniform01(key, uint64_t(i)) * float(hi - lo)), hi - lo - 1);
 }
 
-static int fill_grid(int64_t n) { return int(std::min<int64_t>(std::max<int64_t>((n + 255) / 256, 1), 4096)); }
+static int fill_grid(int64_t n) {
+  return int(std::min<int64_t>(std::max<int64_t>((n + kFillThreads - 1) / kFillThreads, 1), 4096));
+}
 
 template <typename T>
 struct Buf {
@@ -230,15 +237,18 @@ struct Buf {
 
 static uint64_t g_fill_key = 1;
 static void fill(Buf<float>& b, float lo = -1.f, float hi = 1.f) {
-  fill_uniform_kernel<<<fill_grid(int64_t(b.n)), 256, 0, g_stream>>>(b.p, int64_t(b.n), mix64(g_fill_key++), lo, hi);
+  fill_uniform_kernel<<<fill_grid(int64_t(b.n)), kFillThreads, 0, g_stream>>>(b.p, int64_t(b.n), mix64(g_fill_key++),
+                                                                              lo, hi);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 static void fill(Buf<__nv_bfloat16>& b, float lo = -1.f, float hi = 1.f) {
-  fill_uniform_bf16_kernel<<<fill_grid(int64_t(b.n)), 256, 0, g_stream>>>(b.p, int64_t(b.n), mix64(g_fill_key++), lo, hi);
+  fill_uniform_bf16_kernel<<<fill_grid(int64_t(b.n)), kFillThreads, 0, g_stream>>>(b.p, int64_t(b.n), mix64(g_fill_key++),
+                                                                                   lo, hi);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 static void fill_ids(Buf<int32_t>& b, int32_t lo, int32_t hi) {
-  fill_ids_kernel<<<fill_grid(int64_t(b.n)), 256, 0, g_stream>>>(b.p, int64_t(b.n), mix64(g_fill_key++), lo, hi);
+  fill_ids_kernel<<<fill_grid(int64_t(b.n)), kFillThreads, 0, g_stream>>>(b.p, int64_t(b.n), mix64(g_fill_key++),
+                                                                          lo, hi);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 

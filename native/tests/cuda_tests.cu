@@ -1044,6 +1044,40 @@ static void test_device() {
   cuda::use_device(0);
 }
 
+// Every kernel declares its largest block with __launch_bounds__ (native/tests/cuda_emu/launch.py
+// refuses one that does not): ptxas fits the kernel's registers to that many threads, and the GPU
+// refuses a bigger block. This probe checks that the refusal happens and leaves no sticky error,
+// on the GPU and in the emulator alike (which would otherwise pass launches the GPU refuses).
+const int kProbeThreads = 64;
+__global__ void __launch_bounds__(kProbeThreads) launch_bound_probe_kernel(int* out) { out[threadIdx.x] = 1; }
+
+#ifdef XLIR_CUDA_EMU
+static int g_expected_emulator_errors = 0;  // misuse provoked on purpose below, not counted at the end
+#endif
+
+static void test_launch_bounds() {
+  Dev<int> out(size_t(2 * kProbeThreads));
+  cudaGetLastError();
+  launch_bound_probe_kernel<<<1, kProbeThreads, 0, g_stream>>>(out.p);
+  const cudaError_t within = cudaGetLastError();
+  std::vector<int> got = out.get();
+  int64_t bad = within == cudaSuccess ? 0 : 1;
+  for (int i = 0; i < 2 * kProbeThreads; i++) bad += got[size_t(i)] != (i < kProbeThreads ? 1 : 0);
+  report_count("a block of __launch_bounds__ threads runs", bad);
+
+  XLIR_CUDA_CHECK(cudaMemset(out.p, 0, 2 * kProbeThreads * sizeof(int)));
+  launch_bound_probe_kernel<<<1, 2 * kProbeThreads, 0, g_stream>>>(out.p);
+  const cudaError_t above = cudaGetLastError();
+#ifdef XLIR_CUDA_EMU
+  g_expected_emulator_errors++;
+#endif
+  got = out.get();  // synchronises: no sticky error may be left behind
+  bad = above == cudaSuccess ? 1 : 0;
+  for (int v : got) bad += v != 0;
+  std::printf("# launch above __launch_bounds__: %s\n", cudaGetErrorName(above));
+  report_count("a block above __launch_bounds__ is refused, nothing written, the device still usable", bad);
+}
+
 int main() {
 #ifdef XLIR_CUDA_EMU
   // Built against native/tests/cuda_emu (the kernels' source run on the CPU): not a GPU run.
@@ -1063,6 +1097,7 @@ int main() {
     return 1;
   }
   run("device", test_device);
+  run("launch bounds", test_launch_bounds);
   run("gemm", test_gemm);
   run("embedding + LayerNorm", test_embedding_layernorm);
   run("residual + LayerNorm", test_residual_layernorm);
@@ -1080,7 +1115,7 @@ int main() {
   // Misuse the emulator detected (bad launch configurations, host pointers passed to kernels,
   // deadlocked barriers, misaligned WMMA pointers; each printed as "# EMULATOR ERROR" where it
   // happened), including any whose check above still passed.
-  report_count("emulator: no CUDA misuse detected", emu_fail_count());
+  report_count("emulator: no CUDA misuse detected", emu_fail_count() - g_expected_emulator_errors);
 #endif
   std::printf("%d checks, %d failed\n", g_checks, g_failed);
   return g_failed ? 1 : 0;

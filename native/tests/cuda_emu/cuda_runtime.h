@@ -232,6 +232,10 @@ bool is_device_pointer(const void* p);
 cudaError_t launch(const char* name, const void* key, dim3 grid, dim3 block, size_t smem, void (*entry)(const void*),
                    const void* args);
 int max_dynamic_smem(const void* key);
+// launch.py puts `static const bool ... = ::emu::register_bound("kernel", bound);` before every
+// kernel, with its __launch_bounds__ value: ptxas fits the kernel's registers to at most that many
+// threads per block and the GPU refuses a bigger block, so launch() does too.
+bool register_bound(const char* kernel, long long max_threads);
 
 inline unsigned lane() { return cur->linear & 31u; }
 inline void* dynamic_smem() { return blk->smem; }

@@ -753,6 +753,31 @@ void trap() {
   std::abort();
 }
 
+namespace {
+std::mutex g_bound_mutex;
+std::map<std::string, long long>& bounds() {  // kernel name -> __launch_bounds__ (its first value)
+  static auto* m = new std::map<std::string, long long>;
+  return *m;
+}
+// "ns::kernel<D>" -> "kernel": launch.py passes the launch expression; templates share one bound.
+std::string base_name(const char* name) {
+  std::string s(name);
+  const size_t lt = s.find('<');
+  if (lt != std::string::npos) s.resize(lt);
+  const size_t colon = s.rfind("::");
+  return colon == std::string::npos ? s : s.substr(colon + 2);
+}
+}  // namespace
+
+bool register_bound(const char* kernel, long long max_threads) {
+  std::lock_guard<std::mutex> lock(g_bound_mutex);
+  auto [it, added] = bounds().emplace(kernel, max_threads);
+  if (!added && it->second != max_threads)
+    fail("two kernels named %s with different __launch_bounds__ (%lld, %lld): the emulator keys bounds by name", kernel,
+         it->second, max_threads);
+  return true;
+}
+
 int max_dynamic_smem(const void* key) {
   std::lock_guard<std::mutex> lock(g_attr_mutex);
   auto it = g_max_smem.find(key);
@@ -767,6 +792,20 @@ cudaError_t launch(const char* name, const void* key, dim3 grid, dim3 block, siz
     fail("kernel %s: invalid launch configuration grid (%u,%u,%u) block (%u,%u,%u)", name, grid.x, grid.y, grid.z, block.x,
          block.y, block.z);
     return cudaErrorInvalidConfiguration;
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_bound_mutex);
+    auto it = bounds().find(base_name(name));
+    if (it == bounds().end()) {
+      fail("kernel %s: no __launch_bounds__ recorded (launch.py registers every kernel it rewrites)", name);
+      return cudaErrorInvalidConfiguration;
+    }
+    if (threads > uint64_t(it->second)) {
+      fail("kernel %s: %llu threads per block, above its __launch_bounds__(%lld): ptxas sized its registers for at most "
+           "that many and the GPU refuses the launch (too many resources requested for launch)",
+           name, (unsigned long long)threads, it->second);
+      return cudaErrorLaunchOutOfResources;
+    }
   }
   if (smem > size_t(max_dynamic_smem(key))) {
     fail("kernel %s: %zu bytes of dynamic shared memory but the kernel allows %d (cudaFuncSetAttribute)", name, smem,

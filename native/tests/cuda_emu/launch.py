@@ -3,7 +3,7 @@
 
   launch.py IN.cu OUT.cc
 
-Three rewrites, nothing else (line numbers are kept, and a #line directive names the original file,
+Four rewrites, nothing else (line numbers are kept, and a #line directive names the original file,
 so compiler messages and __FILE__ point at the .cu):
   kernel<<<grid, block[, smem[, stream]]>>>(args)  ->  emu_launch(kernel, "kernel", grid, block, smem, stream, args)
   extern __shared__ [__align__(n)] T name[];       ->  T* name = reinterpret_cast<T*>(::emu::dynamic_smem());
@@ -11,6 +11,13 @@ so compiler messages and __FILE__ point at the .cu):
                                                         on the same line (cuda_runtime.h: the first thread of each
                                                         block to get there fills them with 0xff bytes, as shared
                                                         memory starts as garbage on the device)
+  [template <...>] __global__ void __launch_bounds__(n) k(...) {
+                                                    ->  the same, preceded on its first line by
+                                                        static const bool emu_bound_k_ = ::emu::register_bound("k", n);
+                                                        so that a launch with more than n threads per block fails, as
+                                                        on the GPU. A kernel without __launch_bounds__ is refused: the
+                                                        bound is what lets ptxas keep a kernel's registers within what
+                                                        its largest block may use.
 """
 import re
 import sys
@@ -122,11 +129,63 @@ def poison_static(m):
     return m.group(0) + ''.join(f' EMU_POISON_SHARED({n});' for n in names)
 
 
+def line_of(src, i):
+    return src.count('\n', 0, i) + 1
+
+
+def register_bounds(src, path):
+    """Registers each kernel's __launch_bounds__ with the emulator (module docstring)."""
+    inserts = []
+    for m in re.finditer(r'\b__global__\b', src):
+        i = m.start()
+        line_start = src.rfind('\n', 0, i) + 1
+        if '//' in src[line_start:i] or src[line_start:i].lstrip().startswith('#'):
+            continue
+        brace, semi = src.find('{', i), src.find(';', i)
+        if brace < 0 or 0 <= semi < brace:
+            continue  # a declaration without a body
+        head = src[i:brace]
+        lb = re.search(r'__launch_bounds__\s*\(', head)
+        rest = head
+        bound = None
+        if lb:
+            depth, q = 0, lb.end() - 1
+            while True:
+                if head[q] == '(':
+                    depth += 1
+                elif head[q] == ')':
+                    depth -= 1
+                    if depth == 0:
+                        break
+                q += 1
+            bound = split_top(head[lb.end():q])[0].strip()
+            rest = head[:lb.start()] + head[q + 1:]
+        name = re.search(r'([A-Za-z_]\w*)\s*\(', rest[len('__global__'):])
+        if not name:
+            raise SystemExit(f'{path}:{line_of(src, i)}: launch.py: cannot find the kernel name')
+        name = name.group(1)
+        if bound is None:
+            raise SystemExit(f'{path}:{line_of(src, i)}: kernel {name} has no __launch_bounds__: declare its largest block '
+                             '(ptxas then fits its registers to it, and the emulator checks launches against it)')
+        # the line where the kernel's declaration starts: its template header, if any
+        start = line_start
+        prev_end = line_start - 1
+        prev_start = src.rfind('\n', 0, prev_end) + 1 if prev_end > 0 else 0
+        if prev_end > 0 and src[prev_start:prev_end].lstrip().startswith('template'):
+            start = prev_start
+        inserts.append((start, f'[[maybe_unused]] static const bool emu_bound_{name}_{line_of(src, i)} = '
+                               f'::emu::register_bound("{name}", (long long)({bound})); '))
+    for pos, text in reversed(inserts):
+        src = src[:pos] + text + src[pos:]
+    return src
+
+
 def main():
     src_path, out_path = sys.argv[1], sys.argv[2]
     src = open(src_path).read()
     src = DYN.sub(lambda m: f'{m.group(1)}* {m.group(2)} = reinterpret_cast<{m.group(1)}*>(::emu::dynamic_smem());', src)
     src = STATIC.sub(poison_static, src)
+    src = register_bounds(src, src_path)
     src = rewrite_launches(src)
     with open(out_path, 'w') as f:
         f.write(f'#line 1 "{src_path}"\n')
