@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <utility>
 
 #include "common.cuh"
 #include "matmul.cuh"
@@ -26,7 +27,6 @@ const size_t kWorkspaceBytes = size_t(32) << 20;  // what NVIDIA recommends for 
 
 struct DeviceState {
   cublasLtHandle_t handle = nullptr;
-  void* workspace = nullptr;
 };
 
 // Everything the heuristic's answer depends on.
@@ -36,14 +36,30 @@ using AlgoKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, 
 std::mutex g_mutex;
 std::map<int, DeviceState> g_devices;
 std::map<AlgoKey, cublasLtMatmulAlgo_t> g_algos;
+// One workspace per (device, stream), as PyTorch keeps one per (handle, stream): a product still
+// running on one stream may be using its workspace while another stream's product starts, so two
+// streams must never share one (a model's stream and the InfoNCE/search stream, or two models used
+// from two threads). Allocated at a stream's first product; matmul_forget_stream frees it.
+std::map<std::pair<int, cudaStream_t>, void*> g_workspaces;
 
 DeviceState& device_state(int device) {
   DeviceState& s = g_devices[device];
-  if (!s.handle) {
-    XLIR_CUBLAS_CHECK(cublasLtCreate(&s.handle));
-    XLIR_CUDA_CHECK(cudaMalloc(&s.workspace, kWorkspaceBytes));
-  }
+  if (!s.handle) XLIR_CUBLAS_CHECK(cublasLtCreate(&s.handle));
   return s;
+}
+
+void* workspace_for(int device, cudaStream_t stream) {
+  void*& w = g_workspaces[{device, stream}];
+  if (!w) {
+    const cudaError_t e = cudaMalloc(&w, kWorkspaceBytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      w = nullptr;
+      XLIR_CHECK(false, "cannot allocate the " << (kWorkspaceBytes >> 20) << " MiB cuBLASLt workspace of a stream on cuda device "
+                                               << device << ": " << cudaGetErrorString(e));
+    }
+  }
+  return w;
 }
 
 // Largest power of two (up to 256) dividing the address: cuBLASLt's heuristic assumes 256-byte
@@ -112,6 +128,7 @@ void gemm(const Gemm& g, const void* A, const void* B, void* C, DType ab, DType 
   const uint32_t alA = alignment(B), alB = alignment(A), alC = alignment(C), alBias = bias ? alignment(bias) : 256;
   std::lock_guard<std::mutex> lock(g_mutex);
   DeviceState& dev = device_state(device);
+  void* const workspace = workspace_for(device, stream);
 
   // cuBLASLt operand 1 = our B, operand 2 = our A, output = our C, all column-major views.
   const cublasOperation_t op1 = g.transB ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = g.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -158,7 +175,7 @@ void gemm(const Gemm& g, const void* A, const void* B, void* C, DType ab, DType 
   }
   const float alpha = g.alpha, beta = g.beta;
   XLIR_CUBLAS_CHECK(cublasLtMatmul(dev.handle, D.d, &alpha, B, L.a, A, L.b, &beta, C, L.c, C, L.c, &it->second,
-                                   dev.workspace, kWorkspaceBytes, stream));
+                                   workspace, kWorkspaceBytes, stream));
 }
 
 void linear(const void* X, const void* W, const float* bias, void* Y, int64_t M, int64_t N, int64_t K, float beta,
@@ -169,16 +186,36 @@ void linear(const void* X, const void* W, const float* bias, void* Y, int64_t M,
   gemm(g, X, W, Y, ab, y, stream, bias ? Epilogue::Bias : Epilogue::None, bias);
 }
 
+void matmul_forget_stream(cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  int current = 0;
+  cudaGetDevice(&current);
+  for (auto it = g_workspaces.begin(); it != g_workspaces.end();) {
+    if (it->first.second != stream) {
+      ++it;
+      continue;
+    }
+    cudaSetDevice(it->first.first);
+    cudaFree(it->second);  // waits for the device, so for any product still using it
+    it = g_workspaces.erase(it);
+  }
+  cudaSetDevice(current);
+}
+
 void matmul_release() {
   std::lock_guard<std::mutex> lock(g_mutex);
   int current = 0;
   cudaGetDevice(&current);
+  for (auto& [key, w] : g_workspaces) {
+    cudaSetDevice(key.first);
+    cudaFree(w);
+  }
   for (auto& [device, s] : g_devices) {
     cudaSetDevice(device);
-    if (s.workspace) cudaFree(s.workspace);
     if (s.handle) cublasLtDestroy(s.handle);
   }
   cudaSetDevice(current);
+  g_workspaces.clear();
   g_devices.clear();
   g_algos.clear();
 }

@@ -10,7 +10,8 @@
 // Bias here and the erf GELU kernel of activation.cuh; BiasGeluTanh exists for models that use the
 // tanh form (and so that the GPU tests can check which form cuBLASLt computes).
 // Algorithms come from cuBLASLt's heuristic once per (shape, types, alignments, epilogue) and are
-// cached; every device gets one handle and one 32 MiB workspace, used by one stream at a time.
+// cached; every device gets one handle, and every stream that runs products its own 32 MiB
+// workspace (two streams must not share one: matmul.cu).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -39,6 +40,10 @@ inline void gemm_f32(const Gemm& g, const float* A, const float* B, float* C, cu
 // with the weights stored as torch stores them.
 void linear(const void* X, const void* W, const float* bias, void* Y, int64_t M, int64_t N, int64_t K, float beta,
             DType ab, DType y, cudaStream_t stream);
+
+// Frees the cuBLASLt workspace of `stream` (on every device); call it before destroying a stream
+// that ran products. Waits for the device.
+void matmul_forget_stream(cudaStream_t stream);
 
 // Frees the handles, workspaces and cached algorithms of every device (tests; process exit).
 void matmul_release();

@@ -9,6 +9,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "../device_model.h"
@@ -180,6 +183,7 @@ class CudaModel final : public DeviceBackend {
     try {
       impl_ = std::make_unique<DeviceModel<CudaOps>>(model, CudaOps{index, stream_}, "cuda:" + std::to_string(index));
     } catch (...) {
+      matmul_forget_stream(stream_);
       cudaStreamDestroy(stream_);
       throw;
     }
@@ -189,6 +193,7 @@ class CudaModel final : public DeviceBackend {
   ~CudaModel() override {
     cudaSetDevice(device_ordinal_);  // not use_device: a destructor must not throw
     impl_.reset();
+    matmul_forget_stream(stream_);  // its cuBLASLt workspace
     cudaStreamDestroy(stream_);
   }
   std::string name() const override { return impl_->name(); }
@@ -239,11 +244,30 @@ struct DevArray {
   DevArray& operator=(const DevArray&) = delete;
 };
 
-struct Stream {
-  cudaStream_t s = nullptr;
-  Stream() { XLIR_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)); }
-  ~Stream() { cudaStreamDestroy(s); }
+// What search_topk_host and infonce_host run on: one stream per device, kept for the process (with
+// its cuBLASLt workspace), so that the trainer's InfoNCE call of every step creates no stream and,
+// for batches no larger than before, allocates nothing. Calls on one device take turns (the mutex).
+struct HostCalls {
+  std::mutex mutex;
+  cudaStream_t stream = nullptr;
+  // InfoNCE's arrays, grown when a batch needs more, in one allocation: q, p, dq, dp, the loss and
+  // the similarity scratch.
+  float* infonce = nullptr;
+  size_t infonce_floats = 0;
 };
+
+HostCalls& host_calls(int index) {
+  static std::mutex registry;
+  static auto* calls = new std::map<int, std::unique_ptr<HostCalls>>;  // never freed: used until exit
+  std::lock_guard<std::mutex> lock(registry);
+  std::unique_ptr<HostCalls>& c = (*calls)[index];
+  if (!c) {
+    auto made = std::make_unique<HostCalls>();
+    XLIR_CUDA_CHECK(cudaStreamCreateWithFlags(&made->stream, cudaStreamNonBlocking));
+    c = std::move(made);
+  }
+  return *c;
+}
 
 }  // namespace
 
@@ -256,34 +280,61 @@ void search_topk_host(int index, const float* queries, int64_t nq, const float* 
   use_device(index);
   XLIR_CHECK(k <= kMaxSearchK, "GPU search: k = " << k << " is above the GPU selection's limit of " << kMaxSearchK
                                                   << " (use the CPU search for larger k)");
-  Stream st;
+  HostCalls& hc = host_calls(index);
+  std::lock_guard<std::mutex> lock(hc.mutex);
+  const cudaStream_t s = hc.stream;
   DevArray<float> q(size_t(nq * d), "the queries"), c(size_t(nc * d), "the corpus"), sc(size_t(nq * k), "the scores");
   DevArray<int32_t> id(size_t(nq * k), "the result ids");
   const size_t scratch_bytes = search_scratch_bytes(nq, k);
   DevArray<char> scratch(scratch_bytes, "the search's score blocks");
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(q.p, queries, size_t(nq * d) * 4, cudaMemcpyHostToDevice, st.s));
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(c.p, corpus, size_t(nc * d) * 4, cudaMemcpyHostToDevice, st.s));
-  search_topk(q.p, nq, c.p, nc, d, k, sc.p, id.p, scratch.p, scratch_bytes, st.s);
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(scores, sc.p, size_t(nq * k) * 4, cudaMemcpyDeviceToHost, st.s));
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(ids, id.p, size_t(nq * k) * 4, cudaMemcpyDeviceToHost, st.s));
-  XLIR_CUDA_CHECK(cudaStreamSynchronize(st.s));
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(q.p, queries, size_t(nq * d) * 4, cudaMemcpyHostToDevice, s));
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(c.p, corpus, size_t(nc * d) * 4, cudaMemcpyHostToDevice, s));
+  search_topk(q.p, nq, c.p, nc, d, k, sc.p, id.p, scratch.p, scratch_bytes, s);
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(scores, sc.p, size_t(nq * k) * 4, cudaMemcpyDeviceToHost, s));
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(ids, id.p, size_t(nq * k) * 4, cudaMemcpyDeviceToHost, s));
+  XLIR_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 float infonce_host(int index, float* dq, float* dp, const float* q, const float* p, int64_t nq, int64_t np, int64_t D,
                    float scale, bool symmetric) {
   use_device(index);
-  Stream st;
-  DevArray<float> dq_d(size_t(nq * D), "query gradients"), dp_d(size_t(np * D), "passage gradients"),
-      q_d(size_t(nq * D), "queries"), p_d(size_t(np * D), "passages"), loss(1, "the loss"),
-      scratch(size_t(infonce_scratch_floats(nq, np)), "the similarity matrix");
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(q_d.p, q, size_t(nq * D) * 4, cudaMemcpyHostToDevice, st.s));
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(p_d.p, p, size_t(np * D) * 4, cudaMemcpyHostToDevice, st.s));
-  infonce_forward_backward(loss.p, dq_d.p, dp_d.p, q_d.p, p_d.p, nq, np, D, scale, symmetric, scratch.p, st.s);
+  XLIR_CHECK(nq >= 0 && np >= 0 && D >= 1, "cuda infonce: bad sizes (nq=" << nq << " np=" << np << " D=" << D << ")");
+  HostCalls& hc = host_calls(index);
+  std::lock_guard<std::mutex> lock(hc.mutex);
+  const cudaStream_t s = hc.stream;
+  // 64-float (256-byte) aligned parts, as cudaMalloc's own, for cuBLASLt's heuristic
+  const auto part = [](int64_t n) { return size_t((n + 63) / 64 * 64); };
+  const size_t nqd = part(nq * D), npd = part(np * D), need = 2 * nqd + 2 * npd + part(1) + part(infonce_scratch_floats(nq, np));
+  if (need > hc.infonce_floats) {
+    if (hc.infonce) {
+      XLIR_CUDA_CHECK(cudaStreamSynchronize(s));
+      cudaFree(hc.infonce);
+      hc.infonce = nullptr, hc.infonce_floats = 0;
+    }
+    const cudaError_t e = cudaMalloc(&hc.infonce, need * sizeof(float));
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      hc.infonce = nullptr;
+      XLIR_CHECK(false, "cannot allocate " << double(need * sizeof(float)) / (1 << 20)
+                                           << " MiB on the GPU for InfoNCE's embeddings, gradients and similarity matrix: "
+                                           << cudaGetErrorString(e));
+    }
+    hc.infonce_floats = need;
+  }
+  float* const q_d = hc.infonce;
+  float* const p_d = q_d + nqd;
+  float* const dq_d = p_d + npd;
+  float* const dp_d = dq_d + nqd;
+  float* const loss = dp_d + npd;
+  float* const scratch = loss + part(1);
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(q_d, q, size_t(nq * D) * 4, cudaMemcpyHostToDevice, s));
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(p_d, p, size_t(np * D) * 4, cudaMemcpyHostToDevice, s));
+  infonce_forward_backward(loss, dq_d, dp_d, q_d, p_d, nq, np, D, scale, symmetric, scratch, s);
   float l = 0;
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(dq, dq_d.p, size_t(nq * D) * 4, cudaMemcpyDeviceToHost, st.s));
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(dp, dp_d.p, size_t(np * D) * 4, cudaMemcpyDeviceToHost, st.s));
-  XLIR_CUDA_CHECK(cudaMemcpyAsync(&l, loss.p, 4, cudaMemcpyDeviceToHost, st.s));
-  XLIR_CUDA_CHECK(cudaStreamSynchronize(st.s));
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(dq, dq_d, size_t(nq * D) * 4, cudaMemcpyDeviceToHost, s));
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(dp, dp_d, size_t(np * D) * 4, cudaMemcpyDeviceToHost, s));
+  XLIR_CUDA_CHECK(cudaMemcpyAsync(&l, loss, 4, cudaMemcpyDeviceToHost, s));
+  XLIR_CUDA_CHECK(cudaStreamSynchronize(s));
   return l;
 }
 

@@ -9,6 +9,7 @@
 // GPU machine without Node runs (scripts/gpu-check.sh).
 // Output: "ok <name> err=<e> tol=<t>" / "not ok ..." per check, a summary, exit status 1 on failure.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -359,18 +360,23 @@ static void cuda_only(const Backend& make) {
   guard("cuda:0 infonce", [&] {
     std::mt19937 r(6);
     std::uniform_real_distribution<float> u(-0.5f, 0.5f);
-    const int64_t nq = 64, np = 96, D = 32;
-    Vec q(size_t(nq * D)), p(size_t(np * D));
-    for (auto& x : q) x = u(r);
-    for (auto& x : p) x = u(r);
-    for (bool sym : {false, true}) {
-      Vec dq(q.size()), dp(p.size()), gq(q.size()), gp(p.size());
-      const float lc = infonce_forward_backward(dq.data(), dp.data(), q.data(), p.data(), nq, np, D, 20.f, sym);
-      const float lg = cuda::infonce_host(0, gq.data(), gp.data(), q.data(), p.data(), nq, np, D, 20.f, sym);
-      const std::string t = sym ? " (symmetric)" : "";
-      // Online log-sum-exp vs two passes: fp32 rounding.
-      report("cuda:0 InfoNCE loss vs CPU" + t, std::fabs(lg - lc) / std::fabs(lc), 1e-5);
-      report("cuda:0 InfoNCE gradients vs CPU" + t, std::max(rel_err(gq, dq), rel_err(gp, dp)), 1e-5);
+    // infonce_host keeps its device arrays between calls (the trainer calls it every step): a
+    // batch, a smaller one in the same arrays, a larger one that grows them, the first again.
+    for (const auto& shape : std::vector<std::array<int64_t, 3>>{{64, 96, 32}, {8, 8, 32}, {160, 320, 48}, {64, 96, 32}}) {
+      const int64_t nq = shape[0], np = shape[1], D = shape[2];
+      Vec q(size_t(nq * D)), p(size_t(np * D));
+      for (auto& x : q) x = u(r);
+      for (auto& x : p) x = u(r);
+      for (bool sym : {false, true}) {
+        Vec dq(q.size()), dp(p.size()), gq(q.size()), gp(p.size());
+        const float lc = infonce_forward_backward(dq.data(), dp.data(), q.data(), p.data(), nq, np, D, 20.f, sym);
+        const float lg = cuda::infonce_host(0, gq.data(), gp.data(), q.data(), p.data(), nq, np, D, 20.f, sym);
+        const std::string t = " " + std::to_string(nq) + "x" + std::to_string(np) + "x" + std::to_string(D) +
+                              (sym ? " (symmetric)" : "");
+        // Online log-sum-exp vs two passes: fp32 rounding.
+        report("cuda:0 InfoNCE loss vs CPU" + t, std::fabs(lg - lc) / std::fabs(lc), 1e-5);
+        report("cuda:0 InfoNCE gradients vs CPU" + t, std::max(rel_err(gq, dq), rel_err(gp, dp)), 1e-5);
+      }
     }
   });
 }

@@ -20,7 +20,8 @@
 // Beyond the documentation, as a check of the caller: the algorithm returned by the heuristic
 // remembers the problem and the pointer alignments it was chosen for, and cublasLtMatmul refuses
 // another problem or a pointer less aligned than the preference promised (CUBLAS_STATUS_INVALID_VALUE,
-// with a message); attribute sizes must match the documented attribute types.
+// with a message); attribute sizes must match the documented attribute types; a workspace serves one
+// stream at a time (emu::use_workspace in cuda_runtime.h).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -264,8 +265,8 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t de
                                      const void* beta_p, const void* Cp, cublasLtMatrixLayout_t C, void* Dp,
                                      cublasLtMatrixLayout_t D, const cublasLtMatmulAlgo_t* algo, void* workspace,
                                      size_t workspace_bytes, cudaStream_t stream) {
-  (void)workspace, (void)workspace_bytes, (void)stream;
   if (!h || !alpha_p || !beta_p || !Ap || !Bp || !Dp) return CUBLAS_STATUS_INVALID_VALUE;
+  if (!emu::use_workspace(workspace, workspace_bytes, stream)) return CUBLAS_STATUS_INVALID_VALUE;
   int64_t m, n, k;
   const cublasStatus_t st = emu_lt::validate(desc, A, B, C, D, m, n, k);
   if (st != CUBLAS_STATUS_SUCCESS) return st;

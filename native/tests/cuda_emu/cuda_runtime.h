@@ -236,6 +236,10 @@ int max_dynamic_smem(const void* key);
 // kernel, with its __launch_bounds__ value: ptxas fits the kernel's registers to at most that many
 // threads per block and the GPU refuses a bigger block, so launch() does too.
 bool register_bound(const char* kernel, long long max_threads);
+// cuBLASLt (cublasLt.h): a workspace serves the first stream that uses it until it is freed or that
+// stream destroyed; a product on another stream meanwhile is reported (they may run concurrently on
+// the GPU, and sharing a workspace between concurrent products corrupts results).
+bool use_workspace(void* workspace, size_t bytes, cudaStream_t stream);
 
 inline unsigned lane() { return cur->linear & 31u; }
 inline void* dynamic_smem() { return blk->smem; }

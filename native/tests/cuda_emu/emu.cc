@@ -199,8 +199,14 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   *p = q;
   return cudaSuccess;
 }
+// cuBLASLt workspaces and the stream each one serves (emu::use_workspace); an entry ends when its
+// allocation is freed or its stream destroyed.
+static std::mutex g_ws_mutex;
+static std::map<uintptr_t, cudaStream_t> g_workspace_stream;
+
 cudaError_t cudaFree(void* p) {
   if (!p) return cudaSuccess;
+  size_t bytes = 0;
   {
     std::lock_guard<std::mutex> lock(g_mem_mutex);
     auto it = g_allocs.find(reinterpret_cast<uintptr_t>(p));
@@ -208,12 +214,37 @@ cudaError_t cudaFree(void* p) {
       emu::fail("cudaFree(%p): not a pointer returned by cudaMalloc", p);
       return t_last_error = cudaErrorInvalidValue;
     }
+    bytes = it->second;
     g_allocated -= (std::max<size_t>(it->second, 1) + 255) / 256 * 256;
     g_allocs.erase(it);
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_ws_mutex);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    g_workspace_stream.erase(g_workspace_stream.lower_bound(a), g_workspace_stream.lower_bound(a + std::max<size_t>(bytes, 1)));
   }
   std::free(p);
   return cudaSuccess;
 }
+
+namespace emu {
+bool use_workspace(void* workspace, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return true;
+  if (!workspace || !in_device_range(workspace, bytes)) {
+    fail("cublasLtMatmul: workspace %p of %zu bytes is not inside one cudaMalloc allocation", workspace, bytes);
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(g_ws_mutex);
+  auto [it, added] = g_workspace_stream.emplace(reinterpret_cast<uintptr_t>(workspace), stream);
+  if (!added && it->second != stream) {
+    fail("cublasLtMatmul: workspace %p used on stream %p but it serves stream %p: products on two streams can run at "
+         "the same time and must not share a workspace",
+         workspace, static_cast<void*>(stream), static_cast<void*>(it->second));
+    return false;
+  }
+  return true;
+}
+}  // namespace emu
 cudaError_t cudaMallocHost(void** p, size_t bytes) {
   *p = std::malloc(std::max<size_t>(bytes, 1));
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
@@ -292,6 +323,11 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   if (s && s->magic != 0x57) return cudaErrorInvalidValue;
+  {
+    std::lock_guard<std::mutex> lock(g_ws_mutex);
+    for (auto it = g_workspace_stream.begin(); it != g_workspace_stream.end();)
+      it = it->second == s ? g_workspace_stream.erase(it) : std::next(it);
+  }
   delete s;
   return cudaSuccess;
 }
