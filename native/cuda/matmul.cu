@@ -34,13 +34,16 @@ using AlgoKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, 
                            int64_t, int64_t, int, int, int, bool, uint32_t, uint32_t, uint32_t, uint32_t>;
 
 std::mutex g_mutex;
-std::map<int, DeviceState> g_devices;
-std::map<AlgoKey, cublasLtMatmulAlgo_t> g_algos;
+// The tables below are never destroyed (matmul_release empties them): the handles and workspaces
+// they point to stay reachable until exit rather than outliving a destroyed map (CUDA may already
+// be shutting down when static destructors run, so nothing is freed then).
+std::map<int, DeviceState>& g_devices = *new std::map<int, DeviceState>;
+std::map<AlgoKey, cublasLtMatmulAlgo_t>& g_algos = *new std::map<AlgoKey, cublasLtMatmulAlgo_t>;
 // One workspace per (device, stream), as PyTorch keeps one per (handle, stream): a product still
 // running on one stream may be using its workspace while another stream's product starts, so two
 // streams must never share one (a model's stream and the InfoNCE/search stream, or two models used
 // from two threads). Allocated at a stream's first product; matmul_forget_stream frees it.
-std::map<std::pair<int, cudaStream_t>, void*> g_workspaces;
+std::map<std::pair<int, cudaStream_t>, void*>& g_workspaces = *new std::map<std::pair<int, cudaStream_t>, void*>;
 
 DeviceState& device_state(int device) {
   DeviceState& s = g_devices[device];

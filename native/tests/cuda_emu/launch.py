@@ -40,6 +40,19 @@ def split_top(s):
     return parts
 
 
+def closing_paren(src, p):
+    """Index of the parenthesis that closes the one at src[p]."""
+    depth, q = 0, p
+    while True:
+        if src[q] == '(':
+            depth += 1
+        elif src[q] == ')':
+            depth -= 1
+            if depth == 0:
+                return q
+        q += 1
+
+
 def kernel_start(src, end):
     """Index where the kernel expression before src[end] ('<<<') begins: an identifier, possibly
     qualified, possibly with template arguments."""
@@ -91,16 +104,7 @@ def rewrite_launches(src):
             p += 1
         if src[p] != '(':
             raise SystemExit(f'launch.py: expected ( after >>> for {kname}')
-        # matching parenthesis of the argument list
-        depth, q = 0, p
-        while True:
-            if src[q] == '(':
-                depth += 1
-            elif src[q] == ')':
-                depth -= 1
-                if depth == 0:
-                    break
-            q += 1
+        q = closing_paren(src, p)  # of the argument list
         args = src[p + 1:q]
         cfg = split_top(config)
         if len(cfg) < 2 or len(cfg) > 4:
@@ -149,15 +153,7 @@ def register_bounds(src, path):
         rest = head
         bound = None
         if lb:
-            depth, q = 0, lb.end() - 1
-            while True:
-                if head[q] == '(':
-                    depth += 1
-                elif head[q] == ')':
-                    depth -= 1
-                    if depth == 0:
-                        break
-                q += 1
+            q = closing_paren(head, lb.end() - 1)
             bound = split_top(head[lb.end():q])[0].strip()
             rest = head[:lb.start()] + head[q + 1:]
         name = re.search(r'([A-Za-z_]\w*)\s*\(', rest[len('__global__'):])
