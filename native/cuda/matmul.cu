@@ -58,8 +58,8 @@ void* workspace_for(int device, cudaStream_t stream) {
     if (e != cudaSuccess) {
       cudaGetLastError();
       w = nullptr;
-      XLIR_CHECK(false, "cannot allocate the " << (kWorkspaceBytes >> 20) << " MiB cuBLASLt workspace of a stream on cuda device "
-                                               << device << ": " << cudaGetErrorString(e));
+      XLIR_CHECK(false, "cannot allocate the " << (kWorkspaceBytes >> 20) << " MiB cuBLASLt workspace of a stream on "
+                                               << "CUDA device " << device << ": " << cudaGetErrorString(e));
     }
   }
   return w;

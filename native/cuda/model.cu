@@ -304,7 +304,8 @@ float infonce_host(int index, float* dq, float* dp, const float* q, const float*
   const cudaStream_t s = hc.stream;
   // 64-float (256-byte) aligned parts, as cudaMalloc's own, for cuBLASLt's heuristic
   const auto part = [](int64_t n) { return size_t((n + 63) / 64 * 64); };
-  const size_t nqd = part(nq * D), npd = part(np * D), need = 2 * nqd + 2 * npd + part(1) + part(infonce_scratch_floats(nq, np));
+  const size_t nqd = part(nq * D), npd = part(np * D);
+  const size_t need = 2 * nqd + 2 * npd + part(1) + part(infonce_scratch_floats(nq, np));
   if (need > hc.infonce_floats) {
     if (hc.infonce) {
       XLIR_CUDA_CHECK(cudaStreamSynchronize(s));

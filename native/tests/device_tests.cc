@@ -362,7 +362,8 @@ static void cuda_only(const Backend& make) {
     std::uniform_real_distribution<float> u(-0.5f, 0.5f);
     // infonce_host keeps its device arrays between calls (the trainer calls it every step): a
     // batch, a smaller one in the same arrays, a larger one that grows them, the first again.
-    for (const auto& shape : std::vector<std::array<int64_t, 3>>{{64, 96, 32}, {8, 8, 32}, {160, 320, 48}, {64, 96, 32}}) {
+    const std::vector<std::array<int64_t, 3>> shapes = {{64, 96, 32}, {8, 8, 32}, {160, 320, 48}, {64, 96, 32}};
+    for (const auto& shape : shapes) {
       const int64_t nq = shape[0], np = shape[1], D = shape[2];
       Vec q(size_t(nq * D)), p(size_t(np * D));
       for (auto& x : q) x = u(r);

@@ -221,7 +221,8 @@ cudaError_t cudaFree(void* p) {
   {
     std::lock_guard<std::mutex> lock(g_ws_mutex);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    g_workspace_stream.erase(g_workspace_stream.lower_bound(a), g_workspace_stream.lower_bound(a + std::max<size_t>(bytes, 1)));
+    const uintptr_t end = a + std::max<size_t>(bytes, 1);
+    g_workspace_stream.erase(g_workspace_stream.lower_bound(a), g_workspace_stream.lower_bound(end));
   }
   std::free(p);
   return cudaSuccess;
