@@ -25,6 +25,13 @@ for lib in libdnnl.so.2 libgomp.so.1 libOpenCL.so.1; do
   src=$(ldd build-gpu/xlir_device_tests | awk -v l="$lib" '$1 == l { print $3 }')
   [ -n "$src" ] && cp -L "$src" gpu-kit/
 done
+# This image's C++ runtime, used there only if that machine's is older than the programs need
+# (run.sh checks with ldd); kept apart so that it never shadows a newer one.
+mkdir -p gpu-kit/fallback
+for lib in libstdc++.so.6 libgcc_s.so.1; do
+  src=$(ldd build-gpu/xlir_device_tests | awk -v l="$lib" '$1 == l { print $3 }')
+  [ -n "$src" ] && cp -L "$src" gpu-kit/fallback/
+done
 cp bench/torch_train_step.py gpu-kit/
 cp scripts/gpu-run.sh gpu-kit/run.sh
 du -sh gpu-kit

@@ -8,7 +8,21 @@ kit="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-gpu-out}"
 mkdir -p "$out"
 libdirs=$(find "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia" -name 'libcublasLt.so*' -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
-export LD_LIBRARY_PATH="$kit:${libdirs}${LD_LIBRARY_PATH:-}"
+# The kit's libraries are for its own programs only (xl, below): on the python3 runs they could
+# shadow what PyTorch expects. The kit's libstdc++ (fallback/) joins only if the machine's is
+# older than the programs need (they were built on another image).
+libpath="$kit:${libdirs}${LD_LIBRARY_PATH:-}"
+missing() { LD_LIBRARY_PATH="$1" ldd "$kit/xlir_cuda_tests" 2>&1 | grep "not found"; }
+if missing "$libpath" >/dev/null; then
+  missing "$libpath"
+  if [ -d "$kit/fallback" ] && ! missing "$kit/fallback:$libpath" >/dev/null; then
+    libpath="$kit/fallback:$libpath"
+    echo "gpu-kit: using the kit's own libstdc++ (fallback/)"
+  else
+    echo "gpu-kit: libraries missing even with fallback/: rebuild the programs on this machine" >&2
+  fi
+fi
+xl=(env "LD_LIBRARY_PATH=$libpath")
 status=0
 run() {  # name, seconds, command...
   local name=$1 secs=$2
@@ -20,14 +34,21 @@ run() {  # name, seconds, command...
   [ "$rc" -eq 0 ] || status=1
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-run cuda_tests 90 "$kit/xlir_cuda_tests"
-run device_tests 120 "$kit/xlir_device_tests"
-if [ -x "$kit/xlir_cuda_bench" ]; then run cuda_bench 90 "$kit/xlir_cuda_bench"; fi
+run cuda_tests 90 "${xl[@]}" "$kit/xlir_cuda_tests"
+run device_tests 120 "${xl[@]}" "$kit/xlir_device_tests"
+# SANITIZE=1: the kernel checks again under compute-sanitizer's memcheck and racecheck (not part of
+# the 9 minutes; it refuses gVisor machines and ran on Firecracker ones, device tool KINDS.md).
+# One output file for both (the device tool brings back at most 8).
+if [ "${SANITIZE:-0}" = 1 ] && command -v compute-sanitizer >/dev/null; then
+  run sanitizer 480 "${xl[@]}" bash -c 'compute-sanitizer --tool memcheck --error-exitcode 1 "$0" &&
+    compute-sanitizer --tool racecheck --error-exitcode 1 "$0"' "$kit/xlir_cuda_tests"
+fi
+if [ -x "$kit/xlir_cuda_bench" ]; then run cuda_bench 90 "${xl[@]}" "$kit/xlir_cuda_bench"; fi
 # End to end, XLM-R base, 128 pairs, bf16: the engine, then sentence-transformers on the very same
 # sequences (the lengths file), same GPU, same run; the ratio is of real-token throughput.
 steps=${STEPS:-20}
 lengths="${TMPDIR:-/tmp}/xlir-lengths.json"  # not in OUT_DIR: the device tool brings back at most 8 files
-run train_bench 90 "$kit/xlir_train_bench" --device cuda:0 --precision bf16 --steps "$steps" --lengths-out "$lengths"
+run train_bench 90 "${xl[@]}" "$kit/xlir_train_bench" --device cuda:0 --precision bf16 --steps "$steps" --lengths-out "$lengths"
 run torch_train 90 python3 "$kit/torch_train_step.py" --layers 12 --hidden 768 --heads 12 --ffn 3072 --vocab 250002 \
   --lengths-file "$lengths" --steps "$steps" --warmup 3 --precision bf16 --mode train --device cuda --json
 run torch_encode 60 python3 "$kit/torch_train_step.py" --layers 12 --hidden 768 --heads 12 --ffn 3072 --vocab 250002 \
