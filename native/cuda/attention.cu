@@ -341,6 +341,13 @@ void attention_forward(float* ctx, __nv_bfloat16* ctx16, float* lse, const float
 
 int64_t attention_backward_scratch_floats(int64_t T, int64_t heads) { return T * heads; }
 
+void attention_rowdot(float* D, const float* dctx, const float* ctx, int64_t T, int64_t heads, int d,
+                      cudaStream_t stream) {
+  if (T * heads == 0) return;
+  attention_rowdot_kernel<<<ceil_div(T * heads, kRows), kRows * 32, 0, stream>>>(D, dctx, ctx, T * heads, int(heads), d);
+  XLIR_CUDA_LAUNCH_CHECK();
+}
+
 void attention_backward(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                         const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                         int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
@@ -354,8 +361,7 @@ void attention_backward(float* dqkv, const float* dctx, const float* ctx, const 
   XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv, 0, size_t(T * 3 * hidden) * sizeof(float), stream));
   if (num_seqs == 0 || max_len == 0) return;
   float* D = scratch;
-  attention_rowdot_kernel<<<ceil_div(T * heads, kRows), kRows * 32, 0, stream>>>(D, dctx, ctx, T * heads, int(heads), l.d);
-  XLIR_CUDA_LAUNCH_CHECK();
+  attention_rowdot(D, dctx, ctx, T, heads, l.d, stream);
   const size_t shm = size_t(2 * kRows * l.d + 2 * kTile * (l.d + 1)) * sizeof(float);
   attention_backward_dq_kernel<<<l.grid, kRows * 32, shm, stream>>>(dqkv, dctx, lse, D, qkv, offsets, key_keep,
                                                                     int(hidden), int(heads), l.d, l.scale, p, site,

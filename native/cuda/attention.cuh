@@ -47,6 +47,11 @@ struct AttentionLaunch {
   int d;
   float scale;
 };
+// D[t, h] = dctx[t, head h] . ctx[t, head h] for T tokens and `heads` heads of size d: the row
+// sums of dP * P that the backward of both implementations needs first.
+void attention_rowdot(float* D, const float* dctx, const float* ctx, int64_t T, int64_t heads, int d,
+                      cudaStream_t stream);
+
 AttentionLaunch attention_launch(const char* what, int64_t rows, bool (*head_ok)(int64_t d), const char* refusal,
                                  const float* qkv, const int32_t* offsets,
                                  int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden, int64_t heads, float p,

@@ -38,7 +38,6 @@ constexpr int kRows = 64;   // rows a block owns
 constexpr int kTile = 64;   // streamed rows per tile
 constexpr int kWarps = 4;   // 16 rows each
 constexpr int kThreads = kWarps * 32;
-constexpr int kRowdotThreads = 256;  // rowdot: a warp per (token, head) row
 constexpr int kLdS = kTile + 4;  // fp32 score tiles [64][68]
 constexpr int kLdP = kTile + 8;  // bf16 probability tiles [64][72]
 const unsigned kFull = 0xffffffffu;
@@ -249,23 +248,6 @@ __global__ void __launch_bounds__(kThreads)
     if (ctx16) ctx16[o] = to_bf16(v);
   }
 #endif
-}
-
-// D[t, h] = dctx[t, head h] . ctx[t, head h] in fp32 (as attention.cu's rowdot): the row sums of
-// dP * P that softmax's backward needs (with dropout too: sum_j P_ij M_ij dPd_ij = dO_i . O_i).
-__global__ void __launch_bounds__(kRowdotThreads)
-    attention_tc_rowdot_kernel(float* __restrict__ Dsum, const float* __restrict__ dctx,
-                               const float* __restrict__ ctx, int64_t rows, int nh, int d) {
-  const int64_t r = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
-  if (r >= rows) return;
-  const int lane = threadIdx.x & 31;
-  const int64_t t = r / nh;
-  const int h = int(r - t * nh);
-  const int64_t o = t * int64_t(nh) * d + int64_t(h) * d;
-  float acc = 0.f;
-  for (int c = lane; c < d; c += 32) acc += dctx[o + c] * ctx[o + c];
-  acc = warp_sum(acc);
-  if (lane == 0) Dsum[r] = acc;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,9 +572,7 @@ void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, con
     return;
   }
   float* Dsum = scratch;
-  attention_tc_rowdot_kernel<<<ceil_div(T * heads, kRowdotThreads / 32), kRowdotThreads, 0, stream>>>(
-      Dsum, dctx, ctx, T * heads, int(heads), l.d);
-  XLIR_CUDA_LAUNCH_CHECK();
+  attention_rowdot(Dsum, dctx, ctx, T, heads, l.d, stream);
   switch (l.d) {
     case 32:
       return backward_d<32>(l, dqkv, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
