@@ -44,6 +44,7 @@
 #include "matmul.h"
 #include "pooling.h"
 #include "search.h"
+#include "tests/search_checks.h"
 
 using namespace xlir;
 using Vec = std::vector<float>;
@@ -952,39 +953,24 @@ static void test_search() {
     std::vector<int32_t> ri(size_t(nq * (k + 1)));
     search_topk_reference(Q.data(), nq, C.data(), nc, d, k + 1, rs.data(), ri.data());
     for (const SearchBlocks* b : {&small, &dflt}) {
-      Vec fs, want(size_t(nq * k));
+      Vec fs, want;
       std::vector<int32_t> fi;
       gpu_search(Q, nq, C, nc, d, k, *b, fs, fi);
-      int64_t checked = 0, wrong = 0;
-      for (int64_t q = 0; q < nq; q++)
-        for (int64_t r = 0; r < k; r++) {
-          const float* row = &rs[size_t(q * (k + 1))];
-          want[size_t(q * k + r)] = row[r];
-          const bool clear = (r == 0 || row[r - 1] - row[r] > 1e-4f) && row[r] - row[r + 1] > 1e-4f;
-          if (!clear) continue;
-          checked++;
-          if (fi[size_t(q * k + r)] != ri[size_t(q * (k + 1) + r)]) wrong++;
-        }
+      const xlir_tests::RankCheck rc = xlir_tests::unambiguous_ranks(rs, ri, nq, k, fi, want);
       char name[160];
       std::snprintf(name, sizeof name, "cuda search_topk gaussian %ldx%ldx%ld k=%ld blocks=%ldx%ld", long(nq), long(nc),
                     long(d), long(k), long(b->queries), long(b->corpus));
       report(std::string(name) + " scores vs reference", rel_err(fs, want), 1e-5);
-      report_count(std::string(name) + " ids vs reference at " + std::to_string(checked) + " unambiguous ranks", wrong);
+      report_count(std::string(name) + " ids vs reference at " + std::to_string(rc.checked) + " unambiguous ranks", rc.wrong);
     }
   }
   // Integer-valued data: exact scores whatever the order, many exact ties: ids (ties to the lower
   // corpus index) and scores must equal the reference exactly; k up to 1000 and k = corpus size.
-  auto ints = [&](size_t n) {
-    std::uniform_int_distribution<int> u(-1, 1);
-    Vec v(n);
-    for (auto& x : v) x = float(u(rng));
-    return v;
-  };
   struct TieCase { int64_t nq, nc, d, k; };
   for (const TieCase& c : {TieCase{21, 3000, 8, 25}, TieCase{5, 50, 4, 50}, TieCase{3, 10, 3, 1},
                            TieCase{20, 9000, 16, 1000}, TieCase{1100, 700, 6, 7}}) {
-    Vec Q = ints(size_t(c.nq * c.d)), C = ints(size_t(c.nc * c.d));
-    for (int64_t j = 0; j + 1 < c.nc; j += 7) std::copy_n(&C[size_t(j * c.d)], c.d, &C[size_t((j + 1) * c.d)]);
+    Vec Q = xlir_tests::tie_values(rng, size_t(c.nq * c.d)), C = xlir_tests::tie_values(rng, size_t(c.nc * c.d));
+    xlir_tests::duplicate_rows(C, c.nc, c.d);
     Vec rs(size_t(c.nq * c.k));
     std::vector<int32_t> ri(size_t(c.nq * c.k));
     search_topk_reference(Q.data(), c.nq, C.data(), c.nc, c.d, c.k, rs.data(), ri.data());
