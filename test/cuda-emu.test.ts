@@ -90,3 +90,38 @@ test('every CUDA kernel declares __launch_bounds__, and launch.py registers it',
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+// The TypeScript side's CUDA paths, on the emulated CUDA back end: build/Release/xlir_emu.node is
+// the addon built against the emulator (CMakeLists.txt), loaded through XLIR_ADDON in a child
+// process. Every test below that names cuda:0 must run (not skip) and pass: Model.toDevice('cuda:0')
+// and its checks against the CPU, GPU search and InfoNCE, EngineExactSearch on the GPU, `xlir train
+// --device cuda:0` (the trainer's GPU InfoNCE), `xlir encode --device cuda:0`. Not a GPU run.
+const emuAddon = fileURLToPath(new URL('../build/Release/xlir_emu.node', import.meta.url));
+const tsFiles: { file: string; min: number }[] = [
+  { file: 'device.test.ts', min: 11 },
+  { file: 'train-command.test.ts', min: 1 },
+  { file: 'encode-cli.test.ts', min: 1 },
+];
+for (const { file, min } of tsFiles) {
+  test(`${file} on the emulated CUDA addon: every cuda:0 test runs and passes`, { timeout: 600_000 }, async (t) => {
+    assert.ok(existsSync(emuAddon), `${emuAddon} is missing: build with \`npm run build\``);
+    const path = fileURLToPath(new URL(file, import.meta.url));
+    // NODE_TEST_CONTEXT (set by this runner) would make the child report to it instead of in TAP
+    const env: NodeJS.ProcessEnv = { ...process.env, XLIR_ADDON: emuAddon };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', path], {
+      encoding: 'utf8', timeout: 540_000, maxBuffer: 64 << 20, env,
+    });
+    assert.equal(r.error, undefined, String(r.error));
+    const results = r.stdout.split('\n').map((l) => /^\s*(not )?ok \d+ - (.*)$/.exec(l)).filter((m) => m !== null);
+    const cuda = results.filter((m) => m![2].includes('cuda:0'));
+    assert.ok(cuda.length >= min, `expected at least ${min} cuda:0 tests in ${file}, found ${cuda.length}:\n${r.stdout.slice(-3000)}`);
+    for (const m of cuda) {
+      await t.test(m![2], () => {
+        assert.ok(!m![1], `failed on the emulated CUDA addon (see ${file})`);
+        assert.ok(!/# SKIP/.test(m![2]), 'skipped: the emulated addon should make CUDA available');
+      });
+    }
+    assert.equal(r.status, 0, `${file} on the emulated addon exited with ${r.status}:\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-2000)}`);
+  });
+}

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Encoder } from '../src/encoder.ts';
 import { buildWordPieceTokenizerJson } from '../src/tokenizer.ts';
 import { readNpy } from '../src/npy.ts';
+import { native } from '../src/native.ts';
 
 const shared = fileURLToPath(new URL('../../shared', import.meta.url));
 const vocab = join(shared, 'data/tokenizers/mbert-cased-wordpiece/mbert_modified_vocab.txt');
@@ -77,6 +78,23 @@ test('xlir encode writes the embeddings sentence-transformers computes', { skip:
     }
   });
 
+  // On CUDA (a GPU, or the emulated addon that test/cuda-emu.test.ts loads through XLIR_ADDON):
+  // the same embeddings from --device cuda:0, to the CUDA forward tolerance of device.test.ts.
+  const cuda = native().info();
+  await t.test('--device cuda:0 writes the CPU\'s embeddings', { skip: cuda.cuda ? false : `no CUDA (${cuda.cudaReason})` }, () => {
+    const gpuOut = join(dir, 'gpu.npy');
+    const g = xlir(['encode', '--model', model, '--input', input, '--output', gpuOut, '--max-length', '48', '--prefix', 'Query: ',
+      '--batch-size', '4', '--device', 'cuda:0']);
+    assert.equal(g.status, 0, g.stderr);
+    const got = readNpy(gpuOut);
+    assert.deepEqual(got.shape, shape);
+    for (let i = 0; i < inputs.length; i++) {
+      const a = data.subarray(i * 32, i * 32 + 32), b = got.data.subarray(i * 32, i * 32 + 32);
+      const d = Math.hypot(...a.map((x, k) => x - b[k]));
+      assert.ok(d < 1e-5, `text ${i}: distance ${d} between cuda:0 and the CPU`);
+    }
+  });
+
   await t.test('bad input names the file and line', () => {
     const bad = join(dir, 'bad.jsonl');
     writeFileSync(bad, '{"text": "fine"}\n{"text": broken\n');
@@ -89,7 +107,9 @@ test('xlir encode writes the embeddings sentence-transformers computes', { skip:
     assert.match(e.stderr, /bad\.jsonl:2: expected a string field "text"/);
     e = xlir(['encode', '--model', join(dir, 'nowhere'), '--input', input, '--output', join(dir, 'x.npy')]);
     assert.match(e.stderr, /nowhere.*not a directory/);
-    e = xlir(['encode', '--model', model, '--input', input, '--output', join(dir, 'x.npy'), '--device', 'cuda:0']);
-    assert.match(e.stderr, /cuda:0.*CUDA is unavailable/);
+    // a device this machine does not have, whether it has no GPU or one
+    e = xlir(['encode', '--model', model, '--input', input, '--output', join(dir, 'x.npy'), '--device', 'cuda:7']);
+    assert.notEqual(e.status, 0);
+    assert.match(e.stderr, /cuda:7.*requested but (CUDA is unavailable|only \d+ CUDA device)/);
   });
 });

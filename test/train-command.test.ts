@@ -9,6 +9,7 @@ import { parseTrainArgs } from '../src/train-config.ts';
 import { runTrain } from '../src/train-command.ts';
 import { Encoder } from '../src/encoder.ts';
 import { mulberry32 } from '../src/rng.ts';
+import { native } from '../src/native.ts';
 
 const LANGS = ['en', 'de', 'sw'];
 const WORDS = 120;
@@ -122,4 +123,34 @@ test('xlir train --device emulated --activation-recompute: the device path end t
   assert.ok(logs.some((l) => /^device: emulated, .*activations recomputed/.test(l)), logs.join('\n'));
   // The emulated device equals the CPU bit for bit in fp32, and recompute changes no gradient.
   assert.deepEqual(dev.result.losses, cpu.result.losses);
+});
+
+// On CUDA (a GPU, or the emulated addon that test/cuda-emu.test.ts loads through XLIR_ADDON): the
+// trainer's CUDA path, InfoNCE on the GPU included, gives the CPU run's losses up to summation order.
+const cudaInfo = native().info();
+test('xlir train --device cuda:0: the CUDA path end to end, with the losses of the CPU run', { skip: cudaInfo.cuda ? false : `no CUDA (${cudaInfo.cudaReason})` }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-train-cuda-'));
+  const { data, vocab } = makeData(dir, 40);
+  const base = ['--data', data, '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6', '--steps', '4',
+    '--eval-every', '0', '--cache-dir', join(dir, 'cache'), '--seed', '5', '--sub-batch-size', '5'];
+  const cpu = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'cpu')]), () => {});
+  const logs: string[] = [];
+  const dev = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'dev'), '--device', 'cuda:0']), (s) => logs.push(s));
+  assert.ok(logs.some((l) => /^device: cuda:0/.test(l)), logs.join('\n'));
+  // fp32 kernels differ from the CPU in summation order only (1e-6 relative per forward); four
+  // AdamW steps on a tiny model keep the losses within 1e-4 relative (device.test.ts: 2e-3 over 50).
+  assert.equal(dev.result.losses.length, cpu.result.losses.length);
+  const worst = Math.max(...dev.result.losses.map((l, i) => Math.abs(l - cpu.result.losses[i]) / Math.abs(cpu.result.losses[i])));
+  console.log(`train-command.test.ts: cuda:0 (${cudaInfo.cudaReason}) vs CPU, worst relative loss difference ${worst.toExponential(2)}`);
+  dev.result.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu.result.losses[i]) <= 1e-4 * Math.abs(cpu.result.losses[i]),
+    `step ${i}: cuda:0 ${l} vs CPU ${cpu.result.losses[i]}`));
+  // the model written from the device loads on the CPU and encodes as the CPU run's model does
+  const a = Encoder.load(join(dir, 'dev', 'model')), c = Encoder.load(join(dir, 'cpu', 'model'));
+  const texts = ['en3 en5 en7', 'de1 de2'];
+  const ea = await a.encodeTexts(texts, { maxLength: 16 }), ec = await c.encodeTexts(texts, { maxLength: 16 });
+  const diff = Math.hypot(...ea.map((x, i) => x - ec[i])) / Math.hypot(...ec);
+  assert.ok(diff < 1e-4, `saved models differ by ${diff}`);
+  console.log(`train-command.test.ts: saved cuda:0 model vs CPU model, relative embedding difference ${diff.toExponential(2)}`);
+  a.dispose();
+  c.dispose();
 });
