@@ -95,12 +95,14 @@ test('every CUDA kernel declares __launch_bounds__, and launch.py registers it',
 // the addon built against the emulator (CMakeLists.txt), loaded through XLIR_ADDON in a child
 // process. Every test below that names cuda:0 must run (not skip) and pass: Model.toDevice('cuda:0')
 // and its checks against the CPU, GPU search and InfoNCE, EngineExactSearch on the GPU, `xlir train
-// --device cuda:0` (the trainer's GPU InfoNCE), `xlir encode --device cuda:0`. Not a GPU run.
+// --device cuda:0` (the trainer's GPU InfoNCE), `xlir encode --device cuda:0`, the TREC evaluation
+// with encoding and exact search on cuda:0. Not a GPU run.
 const emuAddon = fileURLToPath(new URL('../build/Release/xlir_emu.node', import.meta.url));
 const tsFiles: { file: string; min: number }[] = [
   { file: 'device.test.ts', min: 11 },
   { file: 'train-command.test.ts', min: 1 },
   { file: 'encode-cli.test.ts', min: 1 },
+  { file: 'eval-run.test.ts', min: 1 },
 ];
 for (const { file, min } of tsFiles) {
   test(`${file} on the emulated CUDA addon: every cuda:0 test runs and passes`, { timeout: 600_000 }, async (t) => {

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Encoder } from '../src/encoder.ts';
-import type { NativeModelConfig } from '../src/native.ts';
+import { native, type NativeModelConfig } from '../src/native.ts';
 import { buildWordPieceTokenizerJson } from '../src/tokenizer.ts';
 import { evaluateRetrieval, lareqaSides, type Side } from '../src/eval/lareqa-eval.ts';
 import { readLareqaDir } from '../src/data/lareqa.ts';
@@ -18,6 +18,8 @@ import { readRun } from '../src/eval/trec.ts';
 import { runIndex, runSearch } from '../src/search-command.ts';
 import { faissStatus } from '../src/search/faiss.ts';
 import { mulberry32 } from '../src/rng.ts';
+
+const cudaInfo = native().info();
 
 const SHARED = new URL('../../shared/data/xquad-r', import.meta.url).pathname;
 const WORDS = Array.from({ length: 60 }, (_, i) => `w${i}`);
@@ -126,7 +128,7 @@ test('xlir eval on XQuAD-R (2 languages, test articles): result, report and pict
   assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /monolingual/);
 });
 
-test('TREC runner: exact engine and FAISS Flat agree; missing judged docids are counted; the run file reads back', async () => {
+test('TREC runner: exact engine and FAISS Flat agree, and the engine on cuda:0 when CUDA is present; missing judged docids are counted; the run file reads back', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xlir-trec-'));
   const model = tinyModel(dir);
   const r = mulberry32(9);
@@ -145,6 +147,22 @@ test('TREC runner: exact engine and FAISS Flat agree; missing judged docids are 
     const run = await readRun(exact.runFile);
     assert.equal(run.size, 5);
     assert.equal(run.get('q0')!.length, 20);
+    if (cudaInfo.cuda) {
+      // On CUDA (a GPU, or the emulated addon of test/cuda-emu.test.ts): encoding and the exact
+      // search on cuda:0, named in the result; the same run as on the CPU. The tiny model's scores
+      // are far apart compared with the 1e-6 relative the GPU encoding may move them.
+      const g = Encoder.load(model, { device: 'cuda:0' });
+      try {
+        const dir3 = mkdtempSync(join(tmpdir(), 'xlir-trec-'));
+        const gpu = await evaluateTrec(g, { ...base, backend: 'exact', out: dir3 });
+        assert.equal(JSON.parse(readFileSync(join(dir3, 'result.json'), 'utf8')).backend, 'engine-exact:cuda:0');
+        const gpuRun = await readRun(gpu.runFile);
+        for (const [q, hits] of run) assert.deepEqual(gpuRun.get(q)!.map((h) => h.docid), hits.map((h) => h.docid), `${q}: cuda:0 ranking`);
+        assert.ok(Math.abs(gpu.ndcg10 - exact.ndcg10) < 1e-12 && Math.abs(gpu.recall100 - exact.recall100) < 1e-12);
+      } finally {
+        g.dispose();
+      }
+    }
     if (faissStatus().available) {
       const dir2 = mkdtempSync(join(tmpdir(), 'xlir-trec-'));
       const flat = await evaluateTrec(enc, { ...base, backend: 'Flat', out: dir2 });
