@@ -25,10 +25,6 @@ namespace {
 
 const size_t kWorkspaceBytes = size_t(32) << 20;  // what NVIDIA recommends for Hopper
 
-struct DeviceState {
-  cublasLtHandle_t handle = nullptr;
-};
-
 // Everything the heuristic's answer depends on.
 using AlgoKey = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                            int64_t, int64_t, int, int, int, bool, uint32_t, uint32_t, uint32_t, uint32_t>;
@@ -37,7 +33,7 @@ std::mutex g_mutex;
 // The tables below are never destroyed (matmul_release empties them): the handles and workspaces
 // they point to stay reachable until exit rather than outliving a destroyed map (CUDA may already
 // be shutting down when static destructors run, so nothing is freed then).
-std::map<int, DeviceState>& g_devices = *new std::map<int, DeviceState>;
+std::map<int, cublasLtHandle_t>& g_handles = *new std::map<int, cublasLtHandle_t>;  // one per device
 std::map<AlgoKey, cublasLtMatmulAlgo_t>& g_algos = *new std::map<AlgoKey, cublasLtMatmulAlgo_t>;
 // One workspace per (device, stream), as PyTorch keeps one per (handle, stream): a product still
 // running on one stream may be using its workspace while another stream's product starts, so two
@@ -45,10 +41,10 @@ std::map<AlgoKey, cublasLtMatmulAlgo_t>& g_algos = *new std::map<AlgoKey, cublas
 // from two threads). Allocated at a stream's first product; matmul_forget_stream frees it.
 std::map<std::pair<int, cudaStream_t>, void*>& g_workspaces = *new std::map<std::pair<int, cudaStream_t>, void*>;
 
-DeviceState& device_state(int device) {
-  DeviceState& s = g_devices[device];
-  if (!s.handle) XLIR_CUBLAS_CHECK(cublasLtCreate(&s.handle));
-  return s;
+cublasLtHandle_t handle_for(int device) {
+  cublasLtHandle_t& h = g_handles[device];
+  if (!h) XLIR_CUBLAS_CHECK(cublasLtCreate(&h));
+  return h;
 }
 
 void* workspace_for(int device, cudaStream_t stream) {
@@ -130,7 +126,7 @@ void gemm(const Gemm& g, const void* A, const void* B, void* C, DType ab, DType 
   XLIR_CUDA_CHECK(cudaGetDevice(&device));
   const uint32_t alA = alignment(B), alB = alignment(A), alC = alignment(C), alBias = bias ? alignment(bias) : 256;
   std::lock_guard<std::mutex> lock(g_mutex);
-  DeviceState& dev = device_state(device);
+  const cublasLtHandle_t handle = handle_for(device);
   void* const workspace = workspace_for(device, stream);
 
   // cuBLASLt operand 1 = our B, operand 2 = our A, output = our C, all column-major views.
@@ -168,7 +164,7 @@ void gemm(const Gemm& g, const void* A, const void* B, void* C, DType ab, DType 
     XLIR_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(D.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alC, sizeof alC));
     cublasLtMatmulHeuristicResult_t result;
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(dev.handle, D.d, L.a, L.b, L.c, L.c, D.pref, 1, &result, &found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle, D.d, L.a, L.b, L.c, L.c, D.pref, 1, &result, &found);
     XLIR_CHECK(st == CUBLAS_STATUS_SUCCESS && found > 0,
                "cuBLASLt has no algorithm for " << (ab == DType::F32 ? "fp32" : "bf16") << " gemm " << g.M << "x" << g.N << "x"
                                                 << g.K << " (transA=" << g.transA << " transB=" << g.transB << " lda=" << g.lda
@@ -177,7 +173,7 @@ void gemm(const Gemm& g, const void* A, const void* B, void* C, DType ab, DType 
     it = g_algos.emplace(key, result.algo).first;
   }
   const float alpha = g.alpha, beta = g.beta;
-  XLIR_CUBLAS_CHECK(cublasLtMatmul(dev.handle, D.d, &alpha, B, L.a, A, L.b, &beta, C, L.c, C, L.c, &it->second,
+  XLIR_CUBLAS_CHECK(cublasLtMatmul(handle, D.d, &alpha, B, L.a, A, L.b, &beta, C, L.c, C, L.c, &it->second,
                                    workspace, kWorkspaceBytes, stream));
 }
 
@@ -213,13 +209,13 @@ void matmul_release() {
     cudaSetDevice(key.first);
     cudaFree(w);
   }
-  for (auto& [device, s] : g_devices) {
+  for (auto& [device, h] : g_handles) {
     cudaSetDevice(device);
-    if (s.handle) cublasLtDestroy(s.handle);
+    if (h) cublasLtDestroy(h);
   }
   cudaSetDevice(current);
   g_workspaces.clear();
-  g_devices.clear();
+  g_handles.clear();
   g_algos.clear();
 }
 
