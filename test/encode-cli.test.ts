@@ -18,6 +18,11 @@ const vocab = join(shared, 'data/tokenizers/mbert-cased-wordpiece/mbert_modified
 const cli = fileURLToPath(new URL('../bin/xlir.mjs', import.meta.url));
 const PY = process.env.XLIR_PYTHON;
 
+// Euclidean distance between row i of two [rows, dim] arrays, for every row.
+function rowDistances(a: Float32Array, b: Float32Array, dim: number): number[] {
+  return Array.from({ length: a.length / dim }, (_, i) => Math.hypot(...a.subarray(i * dim, (i + 1) * dim).map((x, k) => x - b[i * dim + k])));
+}
+
 function xlir(args: string[]) {
   return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
 }
@@ -71,11 +76,8 @@ test('xlir encode writes the embeddings sentence-transformers computes', { skip:
     const want = readNpy(ref);
     assert.deepEqual(want.shape, shape);
     // fp32 on both sides, summation order differs: 1e-5 relative per row (see parity.test.ts).
-    for (let i = 0; i < inputs.length; i++) {
-      const a = data.subarray(i * 32, i * 32 + 32), b = want.data.subarray(i * 32, i * 32 + 32);
-      const d = Math.hypot(...a.map((x, k) => x - b[k]));
-      assert.ok(d < 1e-5, `text ${i} (${JSON.stringify(inputs[i].slice(0, 40))}): distance ${d} from sentence-transformers`);
-    }
+    rowDistances(data, want.data, 32).forEach((d, i) =>
+      assert.ok(d < 1e-5, `text ${i} (${JSON.stringify(inputs[i].slice(0, 40))}): distance ${d} from sentence-transformers`));
   });
 
   // On CUDA (a GPU, or the emulated addon that test/cuda-emu.test.ts loads through XLIR_ADDON):
@@ -88,11 +90,7 @@ test('xlir encode writes the embeddings sentence-transformers computes', { skip:
     assert.equal(g.status, 0, g.stderr);
     const got = readNpy(gpuOut);
     assert.deepEqual(got.shape, shape);
-    for (let i = 0; i < inputs.length; i++) {
-      const a = data.subarray(i * 32, i * 32 + 32), b = got.data.subarray(i * 32, i * 32 + 32);
-      const d = Math.hypot(...a.map((x, k) => x - b[k]));
-      assert.ok(d < 1e-5, `text ${i}: distance ${d} between cuda:0 and the CPU`);
-    }
+    rowDistances(data, got.data, 32).forEach((d, i) => assert.ok(d < 1e-5, `text ${i}: distance ${d} between cuda:0 and the CPU`));
   });
 
   await t.test('bad input names the file and line', () => {

@@ -111,15 +111,21 @@ test('xlir train: held-out languages are absent from training; empty data is an 
     /empty\.jsonl/);
 });
 
-test('xlir train --device emulated --activation-recompute: the device path end to end, same losses as the CPU', async () => {
+// The same 4-step run (gradient caching on) on the CPU and with `deviceArgs`, in dir/cpu and dir/dev;
+// the device run's log lines are kept.
+async function cpuAndDeviceRuns(deviceArgs: string[]) {
   const dir = mkdtempSync(join(tmpdir(), 'xlir-train-dev-'));
   const { data, vocab } = makeData(dir, 40);
   const base = ['--data', data, '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6', '--steps', '4',
     '--eval-every', '0', '--cache-dir', join(dir, 'cache'), '--seed', '5', '--sub-batch-size', '5'];
   const cpu = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'cpu')]), () => {});
   const logs: string[] = [];
-  const dev = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'dev'), '--device', 'emulated',
-    '--activation-recompute']), (s) => logs.push(s));
+  const dev = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'dev'), ...deviceArgs]), (s) => logs.push(s));
+  return { dir, cpu, dev, logs };
+}
+
+test('xlir train --device emulated --activation-recompute: the device path end to end, same losses as the CPU', async () => {
+  const { cpu, dev, logs } = await cpuAndDeviceRuns(['--device', 'emulated', '--activation-recompute']);
   assert.ok(logs.some((l) => /^device: emulated, .*activations recomputed/.test(l)), logs.join('\n'));
   // The emulated device equals the CPU bit for bit in fp32, and recompute changes no gradient.
   assert.deepEqual(dev.result.losses, cpu.result.losses);
@@ -129,13 +135,7 @@ test('xlir train --device emulated --activation-recompute: the device path end t
 // trainer's CUDA path, InfoNCE on the GPU included, gives the CPU run's losses up to summation order.
 const cudaInfo = native().info();
 test('xlir train --device cuda:0: the CUDA path end to end, with the losses of the CPU run', { skip: cudaInfo.cuda ? false : `no CUDA (${cudaInfo.cudaReason})` }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'xlir-train-cuda-'));
-  const { data, vocab } = makeData(dir, 40);
-  const base = ['--data', data, '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6', '--steps', '4',
-    '--eval-every', '0', '--cache-dir', join(dir, 'cache'), '--seed', '5', '--sub-batch-size', '5'];
-  const cpu = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'cpu')]), () => {});
-  const logs: string[] = [];
-  const dev = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'dev'), '--device', 'cuda:0']), (s) => logs.push(s));
+  const { dir, cpu, dev, logs } = await cpuAndDeviceRuns(['--device', 'cuda:0']);
   assert.ok(logs.some((l) => /^device: cuda:0/.test(l)), logs.join('\n'));
   // fp32 kernels differ from the CPU in summation order only (1e-6 relative per forward); four
   // AdamW steps on a tiny model keep the losses within 1e-4 relative (device.test.ts: 2e-3 over 50).
