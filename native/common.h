@@ -39,6 +39,16 @@ inline float uniform01(uint64_t key, uint64_t index) {
   return float(mix64(key ^ (index * 0xD6E8FEB86659FD93ULL)) >> 40) * (1.0f / 16777216.0f);
 }
 
+// Dropout of the rows of an [N, C] tensor as dropout_rows (activation.h) applies it: element (r, c)
+// kept when uniform01(hash_key(site, row_keys[r]), c) >= p, then scaled by 1 / (1 - p); p = 0 is no
+// dropout. The device back ends take it where a kernel fuses the dropout (row_keys then lives in
+// the device's memory).
+struct RowDropout {
+  float p = 0.f;
+  uint64_t site = 0;
+  const uint64_t* row_keys = nullptr;  // a key per row, needed when p > 0
+};
+
 // A buffer that only grows: planned once per batch shape, so a steady-state step allocates nothing.
 template <typename T>
 struct Buffer {

@@ -115,12 +115,11 @@ class DeviceModel final : public DeviceBackend {
     const int64_t T = T_, B = B_, H = c.hidden, D = dim();
     const float hp = dropout ? c.hidden_dropout : 0.f, ap = dropout ? c.attn_dropout : 0.f;
 
-    ops_.embedding_layernorm_forward(a_.emb_sum, xs_[0], nullptr, a_.emb_mean, a_.emb_rstd, a_.ids, a_.pos_ids,
-                                     a_.type_ids, W_ + word_, W_ + pos_, W_ + type_, c.vocab, c.max_pos, c.type_vocab,
-                                     W_ + eln_w_, W_ + eln_b_, T, H, c.ln_eps);
-    // Dropout follows the embedding LayerNorm, so the layer input's bf16 copy is made after it.
-    ops_.dropout_rows(xs_[0], xs_[0], T, H, hp, site_key(seed, -1, 0), a_.tok_keys);
-    if (bf_) ops_.to_bf16(xs16_[0], xs_[0], T * H);
+    // Dropout follows the embedding LayerNorm (in the same kernel), and the bf16 copy follows it.
+    ops_.embedding_layernorm_forward(a_.emb_sum, xs_[0], bf_ ? xs16_[0] : nullptr, a_.emb_mean, a_.emb_rstd, a_.ids,
+                                     a_.pos_ids, a_.type_ids, W_ + word_, W_ + pos_, W_ + type_, c.vocab, c.max_pos,
+                                     c.type_vocab, W_ + eln_w_, W_ + eln_b_, T, H, c.ln_eps,
+                                     RowDropout{hp, site_key(seed, -1, 0), a_.tok_keys});
     hp_ = hp, ap_ = ap;
     for (int64_t l = 0; l < c.layers; l++) layer_forward(l);
     const float* h = xs_[c.layers];
@@ -155,6 +154,7 @@ class DeviceModel final : public DeviceBackend {
     const uint64_t seed = seed_;
     float* dh = a_.dh;
     float* dtmp = a_.dtmp;
+    float* dbr = a_.dbr;
     float* dqkv = a_.dqkv;
     float* dffn = a_.dffn;
     bf16* y16 = a_.y16;
@@ -202,28 +202,33 @@ class DeviceModel final : public DeviceBackend {
       const LayerOff& w = lp_[size_t(l)];
       const Acts a = layer_acts(l);
       const bool tr = trainable(w.qkv_w);
+      // LayerNorm 2 backward: dtmp = dr2 (the residual's gradient) and, in the same pass, the FFN
+      // branch's gradient after its dropout, dbr (and its bf16 copy, the products' operand).
       ops_.layernorm_backward(dtmp, tr ? G_ + w.ln2_w : nullptr, tr ? G_ + w.ln2_b : nullptr, dh, a.r2, W_ + w.ln2_w,
-                              a.mean2, a.rstd2, T, H, false, scr);
-      ops_.dropout_rows(dh, dtmp, T, H, hp, site_key(seed, l, 2), a_.tok_keys);
+                              a.mean2, a.rstd2, T, H, false, scr, dbr, bf_ ? y16 : nullptr,
+                              RowDropout{hp, site_key(seed, l, 2), a_.tok_keys});
       // FFN output product: dWo += dY^T gelu(pre) (GELU recomputed), dffn = dY Wo.
-      const void* dY = dy_in(dh, T * H);
+      const void* dY = bf_ ? static_cast<const void*>(y16) : dbr;
       if (tr) {
-        ops_.bias_gelu_forward(nullptr, a_.gel, bf_ ? a_.gel16 : nullptr, a.pre, nullptr, T, F);
+        ops_.bias_gelu_forward(nullptr, bf_ ? nullptr : a_.gel, bf_ ? a_.gel16 : nullptr, a.pre, nullptr, T, F);
         ops_.gemm(linear_bwd_w_desc(T, H, F), dY, in(a_.gel, a_.gel16), G_ + w.o_w, bf_);
-        ops_.bias_backward(G_ + w.o_b, dh, T, H, scr);
+        ops_.bias_backward(G_ + w.o_b, dbr, T, H, scr);
       }
       ops_.gemm(linear_bwd_x_desc(T, H, F, 0.f), dY, wt(w.o_w), dffn, bf_);
-      ops_.bias_gelu_backward(dffn, tr ? G_ + w.i_b : nullptr, dffn, a.pre, T, F, scr);
-      dY = dy_in(dffn, T * F);
+      // GELU backward writes the bf16 copy of its gradient as well (y16 is free again: the two
+      // products above have read it, in stream order).
+      ops_.bias_gelu_backward(dffn, bf_ ? y16 : nullptr, tr ? G_ + w.i_b : nullptr, dffn, a.pre, T, F, scr);
+      dY = bf_ ? static_cast<const void*>(y16) : dffn;
       if (tr) ops_.gemm(linear_bwd_w_desc(T, F, H), dY, in(a.a1, a.a116), G_ + w.i_w, bf_);
       ops_.gemm(linear_bwd_x_desc(T, F, H, 1.f), dY, wt(w.i_w), dtmp, bf_);  // da1 = dr2 + dffn Wi
+      // LayerNorm 1 backward: dh = dr1, dbr = the attention branch's gradient after its dropout.
       ops_.layernorm_backward(dh, tr ? G_ + w.ln1_w : nullptr, tr ? G_ + w.ln1_b : nullptr, dtmp, a.r1, W_ + w.ln1_w,
-                              a.mean1, a.rstd1, T, H, false, scr);
-      ops_.dropout_rows(dtmp, dh, T, H, hp, site_key(seed, l, 1), a_.tok_keys);
-      dY = dy_in(dtmp, T * H);
+                              a.mean1, a.rstd1, T, H, false, scr, dbr, bf_ ? y16 : nullptr,
+                              RowDropout{hp, site_key(seed, l, 1), a_.tok_keys});
+      dY = bf_ ? static_cast<const void*>(y16) : dbr;
       if (tr) {
         ops_.gemm(linear_bwd_w_desc(T, H, H), dY, in(a.ctx, a.ctx16), G_ + w.ao_w, bf_);
-        ops_.bias_backward(G_ + w.ao_b, dtmp, T, H, scr);
+        ops_.bias_backward(G_ + w.ao_b, dbr, T, H, scr);
       }
       float* dctx = dffn;  // [T, H] fits in [T, F]
       ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
@@ -240,7 +245,7 @@ class DeviceModel final : public DeviceBackend {
     ops_.dropout_rows(dtmp, dh, T, H, hp, site_key(seed, -1, 0), a_.tok_keys);
     const bool ln_tr = trainable(eln_w_);
     ops_.layernorm_backward(dh, ln_tr ? G_ + eln_w_ : nullptr, ln_tr ? G_ + eln_b_ : nullptr, dtmp, a_.emb_sum,
-                            W_ + eln_w_, a_.emb_mean, a_.emb_rstd, T, H, false, scr);
+                            W_ + eln_w_, a_.emb_mean, a_.emb_rstd, T, H, false, scr, nullptr, nullptr, RowDropout{});
     for (int k = 0; k < 3; k++) {
       const int64_t table = k == 0 ? word_ : k == 1 ? pos_ : type_;
       if (!trainable(table)) continue;
@@ -319,7 +324,7 @@ class DeviceModel final : public DeviceBackend {
     GradPlanDev plan[3];
     float *emb_sum, *emb_mean, *emb_rstd, *tmp, *gel, *cls, *pooled, *dense, *out, *norms;
     bf16* gel16;
-    float *dh, *dtmp, *dqkv, *dffn, *red, *d1, *d2, *dz;
+    float *dh, *dtmp, *dbr, *dqkv, *dffn, *red, *d1, *d2, *dz;
     bf16* y16;
   };
 
@@ -339,17 +344,17 @@ class DeviceModel final : public DeviceBackend {
     // r1 = x + dropout(ctx Wao^T + b): the bias in the product, dropout in place, the residual
     // add in the LayerNorm kernel.
     ops_.linear(in(a.ctx, a.ctx16), wt(w.ao_w), W_ + w.ao_b, a_.tmp, T, H, H, bf_);
-    ops_.dropout_rows(a_.tmp, a_.tmp, T, H, hp, site_key(seed, l, 1), a_.tok_keys);
     ops_.residual_layernorm_forward(a.r1, a.a1, bf_ ? a.a116 : nullptr, a.mean1, a.rstd1, a_.tmp, xs_[l], W_ + w.ln1_w,
-                                    W_ + w.ln1_b, T, H, c.ln_eps);
+                                    W_ + w.ln1_b, T, H, c.ln_eps, RowDropout{hp, site_key(seed, l, 1), a_.tok_keys});
     // FFN: pre = a1 Wi^T + bi is kept (backward's GELU derivative and recompute read it); the
-    // GELU output is scratch, recomputed by backward (plus its bf16 copy in bf16 mode).
+    // GELU output is scratch, recomputed by backward: fp32 in fp32 mode, only its bf16 copy in
+    // bf16 mode (the one thing the next product reads).
     ops_.linear(in(a.a1, a.a116), wt(w.i_w), W_ + w.i_b, a.pre, T, F, H, bf_);
-    ops_.bias_gelu_forward(nullptr, a_.gel, bf_ ? a_.gel16 : nullptr, a.pre, nullptr, T, F);
+    ops_.bias_gelu_forward(nullptr, bf_ ? nullptr : a_.gel, bf_ ? a_.gel16 : nullptr, a.pre, nullptr, T, F);
     ops_.linear(in(a_.gel, a_.gel16), wt(w.o_w), W_ + w.o_b, a_.tmp, T, H, F, bf_);
-    ops_.dropout_rows(a_.tmp, a_.tmp, T, H, hp, site_key(seed, l, 2), a_.tok_keys);
     ops_.residual_layernorm_forward(a.r2, xs_[l + 1], bf_ ? xs16_[l + 1] : nullptr, a.mean2, a.rstd2, a_.tmp, a.a1,
-                                    W_ + w.ln2_w, W_ + w.ln2_b, T, H, c.ln_eps);
+                                    W_ + w.ln2_w, W_ + w.ln2_b, T, H, c.ln_eps,
+                                    RowDropout{hp, site_key(seed, l, 2), a_.tok_keys});
   }
 
   static size_t align(size_t b) { return (b + 255) & ~size_t(255); }
@@ -448,7 +453,7 @@ class DeviceModel final : public DeviceBackend {
         s.mean1 = f(T), s.rstd1 = f(T), s.a1 = f(T * H), s.a116 = h16(T * H), s.pre = f(T * F), s.r2 = f(T * H);
         s.mean2 = f(T), s.rstd2 = f(T);
       }
-      a.tmp = f(T * H), a.gel = f(T * F), a.gel16 = h16(T * F);
+      a.tmp = f(T * H), a.gel = bf ? nullptr : f(T * F), a.gel16 = h16(T * F);  // bf16 mode: only the copy
       a.cls = f(B * H), a.pooled = f(B * H), a.dense = f(B * D), a.out = f(B * D), a.norms = f(B);
       a.d1 = f(B * D), a.d2 = f(B * H), a.dz = f(B * H);
       const int64_t red = std::max({ops_.layernorm_backward_scratch_floats(std::max(T, B), H),
@@ -456,10 +461,10 @@ class DeviceModel final : public DeviceBackend {
                                     ops_.attention_backward_scratch_floats(T, c.heads), int64_t(1)});
       a.red = f(red);  // reductions of the backward ops, one at a time
       if (keep) {
-        a.dh = f(T * H), a.dtmp = f(T * H), a.dqkv = f(T * 3 * H), a.dffn = f(T * F);
+        a.dh = f(T * H), a.dtmp = f(T * H), a.dbr = f(T * H), a.dqkv = f(T * 3 * H), a.dffn = f(T * F);
         a.y16 = h16(T * std::max(3 * H, F));
       } else {
-        a.dh = a.dtmp = a.dqkv = a.dffn = nullptr;
+        a.dh = a.dtmp = a.dbr = a.dqkv = a.dffn = nullptr;
         a.y16 = nullptr;
       }
     };

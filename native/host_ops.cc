@@ -51,29 +51,42 @@ struct HostOps {
   void embedding_layernorm_forward(float* x, float* y, bf16* y16, float* mean, float* rstd, const int32_t* ids,
                                    const int32_t* pos_ids, const int32_t* type_ids, const float* word, const float* pos,
                                    const float* type, int64_t, int64_t, int64_t, const float* w, const float* beta,
-                                   int64_t T, int64_t C, float eps) {
+                                   int64_t T, int64_t C, float eps, const RowDropout& drop) {
     embedding_forward(x, ids, pos_ids, type_ids, word, pos, type, T, C);
     layernorm_forward(y, mean, rstd, x, w, beta, T, C, eps);
+    xlir::dropout_rows(y, y, T, C, drop.p, drop.site, drop.row_keys);  // of the output
     if (y16) to_bf16(y16, y, T * C);
   }
   void residual_layernorm_forward(float* x, float* y, bf16* y16, float* mean, float* rstd, const float* a,
-                                  const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps) {
-    for (int64_t i = 0; i < N * C; i++) x[i] = b ? a[i] + b[i] : a[i];
+                                  const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
+                                  const RowDropout& drop) {
+    xlir::dropout_rows(x, a, N, C, drop.p, drop.site, drop.row_keys);  // of the branch, then the residual add
+    if (b)
+      for (int64_t i = 0; i < N * C; i++) x[i] = x[i] + b[i];
     layernorm_forward(y, mean, rstd, x, w, beta, N, C, eps);
     if (y16) to_bf16(y16, y, N * C);
   }
   int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) { return N * C; }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
-                          const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch) {
+                          const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
+                          float* dxd, bf16* dxd16, const RowDropout& drop) {
+    XLIR_CHECK(!(dxd || dxd16) || !accumulate, "emulated layernorm_backward: the branch gradient needs accumulate = false");
     float* out = accumulate ? scratch : dx;
     xlir::layernorm_backward(out, dw, db, dy, x, w, mean, rstd, N, C);
     if (accumulate)
       for (int64_t i = 0; i < N * C; i++) dx[i] += out[i];
+    if (!dxd && !dxd16) return;
+    std::vector<float> tmp(dxd ? 0 : size_t(N * C));
+    float* d = dxd ? dxd : tmp.data();
+    xlir::dropout_rows(d, dx, N, C, drop.p, drop.site, drop.row_keys);
+    if (dxd16) to_bf16(dxd16, d, N * C);
   }
   void dropout_rows(float* y, const float* x, int64_t N, int64_t C, float p, uint64_t site, const uint64_t* keys) {
     xlir::dropout_rows(y, x, N, C, p, site, keys);
   }
   void bias_gelu_forward(float* pre, float* y, bf16* y16, const float* x, const float* bias, int64_t N, int64_t C) {
+    std::vector<float> tmp(y ? 0 : size_t(N * C));  // y may be null when only the bf16 copy is wanted
+    if (!y) y = tmp.data();
     if (bias) {
       float* h = pre ? pre : y;
       if (h != x) std::memcpy(h, x, size_t(N * C) * 4);
@@ -84,8 +97,10 @@ struct HostOps {
     }
     if (y16) to_bf16(y16, y, N * C);
   }
-  void bias_gelu_backward(float* dx, float* dbias, const float* dy, const float* pre, int64_t N, int64_t C, float*) {
+  void bias_gelu_backward(float* dx, bf16* dx16, float* dbias, const float* dy, const float* pre, int64_t N, int64_t C,
+                          float*) {
     gelu_backward(dx, dy, pre, N * C);
+    if (dx16) to_bf16(dx16, dx, N * C);
     if (dbias) xlir::bias_backward(dbias, dx, N, C);
   }
   int64_t bias_backward_scratch_floats(int64_t, int64_t) { return 1; }

@@ -31,15 +31,38 @@ __global__ void __launch_bounds__(kThreads)
     float v = x[i] + (bias ? bias[i % C] : 0.f);
     if (pre) pre[i] = v;
     float g = gelu(v);
-    y[i] = g;
+    if (y) y[i] = g;
     if (y16) y16[i] = to_bf16(g);
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
-    gelu_backward_kernel(float* dx, const float* dy, const float* __restrict__ pre, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    dx[i] = dy[i] * gelu_grad(pre[i]);
+// A thread per column of a kChunkRows-row chunk (coalesced across the warp): dx, its bf16 copy and
+// the chunk's column sum in one pass, the sum in row order as column_partial_kernel takes it. Rows
+// go kUnroll at a time, all loads before the stores: dx may alias dy, which only allows the same
+// element to be read and then written, and independent loads keep more of them in flight.
+const int kUnroll = 4;
+__global__ void __launch_bounds__(kColumnThreads)
+    gelu_backward_kernel(float* dx, __nv_bfloat16* __restrict__ dx16, float* __restrict__ partial, const float* dy,
+                         const float* __restrict__ pre, int64_t N, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  const int64_t r0 = int64_t(blockIdx.y) * kChunkRows, r1 = min(N, r0 + kChunkRows);
+  float s = 0.f;
+  for (int64_t r = r0; r < r1; r += kUnroll) {
+    float g[kUnroll], q[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; u++)
+      if (r + u < r1) g[u] = dy[(r + u) * C + c], q[u] = pre[(r + u) * C + c];
+#pragma unroll
+    for (int u = 0; u < kUnroll; u++)
+      if (r + u < r1) {
+        const float v = g[u] * gelu_grad(q[u]);
+        dx[(r + u) * C + c] = v;
+        if (dx16) dx16[(r + u) * C + c] = to_bf16(v);
+        s += v;
+      }
+  }
+  if (partial) partial[int64_t(blockIdx.y) * C + c] = s;
 }
 
 __global__ void __launch_bounds__(kColumnThreads)
@@ -96,7 +119,7 @@ void check_shape(int64_t N, int64_t C, const char* what) {
 void bias_gelu_forward(float* pre, float* y, __nv_bfloat16* y16, const float* x, const float* bias, int64_t N, int64_t C,
                        cudaStream_t stream) {
   check_shape(N, C, "cuda bias_gelu_forward");
-  XLIR_CHECK(y && x, "cuda bias_gelu_forward: null pointer");
+  XLIR_CHECK((y || y16) && x, "cuda bias_gelu_forward: null pointer (x, and y or y16, are needed)");
   XLIR_CHECK(pre || !bias, "cuda bias_gelu_forward: with a bias, pre (x + bias, kept for backward) must be given");
   if (N == 0) return;
   bias_gelu_forward_kernel<<<grid_for(N * C), kThreads, 0, stream>>>(pre, y, y16, x, bias, N * C, int(C));
@@ -118,14 +141,21 @@ void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C, float* s
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
-void bias_gelu_backward(float* dx, float* dbias, const float* dy, const float* pre, int64_t N, int64_t C, float* scratch,
-                        cudaStream_t stream) {
+void bias_gelu_backward(float* dx, __nv_bfloat16* dx16, float* dbias, const float* dy, const float* pre, int64_t N,
+                        int64_t C, float* scratch, cudaStream_t stream) {
   check_shape(N, C, "cuda bias_gelu_backward");
   XLIR_CHECK(dx && dy && pre, "cuda bias_gelu_backward: null pointer");
+  XLIR_CHECK(!dbias || scratch, "cuda bias_gelu_backward: dbias needs scratch (bias_backward_scratch_floats)");
   if (N == 0) return;
-  gelu_backward_kernel<<<grid_for(N * C), kThreads, 0, stream>>>(dx, dy, pre, N * C);
+  const int chunks = ceil_div(N, kChunkRows);
+  XLIR_CHECK(chunks < 65536, "cuda bias_gelu_backward: " << N << " rows exceed " << 65535 * kChunkRows);
+  gelu_backward_kernel<<<dim3(ceil_div(C, kColumnThreads), chunks), kColumnThreads, 0, stream>>>(
+      dx, dx16, dbias ? scratch : nullptr, dy, pre, N, int(C));
   XLIR_CUDA_LAUNCH_CHECK();
-  if (dbias) bias_backward(dbias, dx, N, C, scratch, stream);
+  if (dbias) {
+    column_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dbias, scratch, chunks, int(C));
+    XLIR_CUDA_LAUNCH_CHECK();
+  }
 }
 
 void tanh_forward(float* y, const float* x, int64_t n, cudaStream_t stream) {

@@ -25,17 +25,22 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
                              const float* __restrict__ word, const float* __restrict__ pos,
                              const float* __restrict__ type, int64_t vocab, int64_t max_pos,
                              int64_t type_vocab, const float* __restrict__ w,
-                             const float* __restrict__ beta, int64_t N, int C, float eps) {
+                             const float* __restrict__ beta, int64_t N, int C, float eps, float p,
+                             float scale, uint64_t site, const uint64_t* __restrict__ row_keys) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
   float* xr = x + row * C;
+  // Dropout: of the branch a (residual) or of the output y (embedding), as dropout_rows computes it.
+  const uint64_t rk = p > 0.f ? d_hash_key(site, row_keys[row]) : 0;
   float sum = 0.f;
   if (S == Source::Residual) {
     const float* ar = a + row * C;
     const float* br = b ? b + row * C : nullptr;
     for (int c = lane; c < C; c += 32) {
-      float v = ar[c] + (br ? br[c] : 0.f);
+      float d = ar[c];
+      if (p > 0.f) d = d_dropout_keep(rk, uint64_t(c), p) ? d * scale : 0.f;
+      float v = d + (br ? br[c] : 0.f);
       xr[c] = v;
       sum += v;
     }
@@ -63,6 +68,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   float* yr = y + row * C;
   for (int c = lane; c < C; c += 32) {
     float v = (xr[c] - m) * r * w[c] + beta[c];
+    if (S == Source::Embedding && p > 0.f) v = d_dropout_keep(rk, uint64_t(c), p) ? v * scale : 0.f;
     yr[c] = v;
     if (y16) y16[row * C + c] = to_bf16(v);
   }
@@ -73,10 +79,12 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
 }
 
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
-    layernorm_backward_dx_kernel(float* __restrict__ dx, const float* __restrict__ dy,
+    layernorm_backward_dx_kernel(float* __restrict__ dx, float* __restrict__ dxd,
+                                 __nv_bfloat16* __restrict__ dxd16, const float* __restrict__ dy,
                                  const float* __restrict__ x, const float* __restrict__ w,
                                  const float* __restrict__ mean, const float* __restrict__ rstd, int64_t N,
-                                 int C, bool accumulate) {
+                                 int C, bool accumulate, float p, float scale, uint64_t site,
+                                 const uint64_t* __restrict__ row_keys) {
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -91,9 +99,16 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   }
   const float mg = warp_sum(sum_g) / float(C), mgx = warp_sum(sum_gx) / float(C);
   float* dxr = dx + row * C;
+  const bool branch = dxd || dxd16;  // the dropped copy for the residual branch (accumulate is false)
+  const uint64_t rk = branch && p > 0.f ? d_hash_key(site, row_keys[row]) : 0;
   for (int c = lane; c < C; c += 32) {
     float v = r * (dyr[c] * w[c] - mg - (xr[c] - m) * r * mgx);
     dxr[c] = accumulate ? dxr[c] + v : v;
+    if (branch) {
+      if (p > 0.f) v = d_dropout_keep(rk, uint64_t(c), p) ? v * scale : 0.f;
+      if (dxd) dxd[row * C + c] = v;
+      if (dxd16) dxd16[row * C + c] = to_bf16(v);
+    }
   }
 }
 
@@ -133,31 +148,47 @@ void check_rows(int64_t N, int64_t C, const char* what) {
   XLIR_CHECK(N >= 0 && C >= 1 && C < (int64_t(1) << 30), what << ": bad shape [" << N << ", " << C << "]");
 }
 
+// The kernels' dropout arguments; the scale as dropout_rows computes it, so the values match.
+struct DropArgs {
+  float p, scale;
+  uint64_t site;
+  const uint64_t* keys;
+};
+DropArgs drop_args(const RowDropout& d, const char* what) {
+  XLIR_CHECK(d.p >= 0.f && d.p < 1.f, what << ": dropout p must be in [0, 1) (got " << d.p << ")");
+  XLIR_CHECK(d.p == 0.f || d.row_keys, what << ": dropout needs row keys when p > 0");
+  return DropArgs{d.p, d.p > 0.f ? 1.f / (1.f - d.p) : 1.f, d.site, d.row_keys};
+}
+
 }  // namespace
 
 void residual_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const float* a,
                                 const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
-                                cudaStream_t stream) {
+                                cudaStream_t stream, const RowDropout& drop) {
   check_rows(N, C, "cuda residual_layernorm_forward");
   XLIR_CHECK(x && y && a && w && beta, "cuda residual_layernorm_forward: null pointer");
+  const DropArgs d = drop_args(drop, "cuda residual_layernorm_forward");
   if (N == 0) return;
   layernorm_forward_kernel<Source::Residual><<<ceil_div(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(
-      x, y, y16, mean, rstd, a, b, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0, 0, w, beta, N, int(C), eps);
+      x, y, y16, mean, rstd, a, b, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0, 0, w, beta, N, int(C), eps,
+      d.p, d.scale, d.site, d.keys);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
 void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const int32_t* ids,
                                  const int32_t* pos_ids, const int32_t* type_ids, const float* word, const float* pos,
                                  const float* type, int64_t vocab, int64_t max_pos, int64_t type_vocab, const float* w,
-                                 const float* beta, int64_t T, int64_t C, float eps, cudaStream_t stream) {
+                                 const float* beta, int64_t T, int64_t C, float eps, cudaStream_t stream,
+                                 const RowDropout& drop) {
   check_rows(T, C, "cuda embedding_layernorm_forward");
   XLIR_CHECK(x && y && ids && pos_ids && type_ids && word && pos && type && w && beta,
              "cuda embedding_layernorm_forward: null pointer");
   XLIR_CHECK(vocab >= 1 && max_pos >= 1 && type_vocab >= 1, "cuda embedding_layernorm_forward: empty table");
+  const DropArgs d = drop_args(drop, "cuda embedding_layernorm_forward");
   if (T == 0) return;
   layernorm_forward_kernel<Source::Embedding><<<ceil_div(T, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(
       x, y, y16, mean, rstd, nullptr, nullptr, ids, pos_ids, type_ids, word, pos, type, vocab, max_pos, type_vocab, w,
-      beta, T, int(C), eps);
+      beta, T, int(C), eps, d.p, d.scale, d.site, d.keys);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
@@ -165,14 +196,20 @@ int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) { return 2 * C *
 
 void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                         const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, float* dxd, __nv_bfloat16* dxd16, const RowDropout& drop) {
   check_rows(N, C, "cuda layernorm_backward");
   XLIR_CHECK(dx && dy && x && w && mean && rstd, "cuda layernorm_backward: null pointer");
   XLIR_CHECK((dw == nullptr) == (db == nullptr), "cuda layernorm_backward: dw and db must both be given or both null");
   XLIR_CHECK(!dw || scratch, "cuda layernorm_backward: parameter gradients need scratch (layernorm_backward_scratch_floats)");
+  const bool branch = dxd || dxd16;
+  XLIR_CHECK(!branch || !accumulate, "cuda layernorm_backward: the dropped branch gradient needs accumulate = false");
+  XLIR_CHECK(!branch || (static_cast<void*>(dxd) != dx && static_cast<const void*>(dxd) != dy &&
+                         static_cast<void*>(dxd16) != dx && static_cast<const void*>(dxd16) != dy),
+             "cuda layernorm_backward: the branch gradient must not alias dx or dy");
+  const DropArgs d = drop_args(branch ? drop : RowDropout{}, "cuda layernorm_backward");
   if (N == 0) return;
-  layernorm_backward_dx_kernel<<<ceil_div(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(dx, dy, x, w, mean, rstd,
-                                                                                              N, int(C), accumulate);
+  layernorm_backward_dx_kernel<<<ceil_div(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(
+      dx, dxd, dxd16, dy, x, w, mean, rstd, N, int(C), accumulate, d.p, d.scale, d.site, d.keys);
   XLIR_CUDA_LAUNCH_CHECK();
   if (!dw) return;
   const int chunks = ceil_div(N, kChunkRows);

@@ -7,34 +7,47 @@
 // in a fixed order, then a fixed-order sum of the chunks; no atomics. The input gradient is written
 // with = (or added with += when `accumulate`, for a residual branch that already holds a gradient).
 // Optional y16 receives a bf16 copy of y, the input of the next bf16 matrix product.
+// Dropout (RowDropout) is fused where BERT puts it next to a LayerNorm, so that the [N, C] tensor is
+// not read and written once more by a dropout pass: on the residual branch before the add
+// (forward), on the embedding LayerNorm's output, and on the branch's gradient after the LayerNorm
+// backward. The masks and values are dropout_rows' (activation.cuh), bit for bit.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "../common.h"  // RowDropout (its row_keys: a device array here)
+
 namespace xlir {
 namespace cuda {
 
-// x = a + b (b may be null: x = a; x may alias a), y = (x - mean) * rstd * w + beta.
+// x = dropout(a) + b (b may be null: x = dropout(a); x may alias a), y = (x - mean) * rstd * w + beta:
+// a post-LN block's "LayerNorm(residual + dropout(branch))" in one pass over the rows.
 void residual_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const float* a,
                                 const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
-                                cudaStream_t stream);
+                                cudaStream_t stream, const RowDropout& drop = {});
 
-// x[t] = word[ids[t]] + pos[pos_ids[t]] + type[type_ids[t]], then LayerNorm as above. Ids must lie in
-// [0, vocab), [0, max_pos), [0, type_vocab): the host validates them (embedding_grad_plan does); a
+// x[t] = word[ids[t]] + pos[pos_ids[t]] + type[type_ids[t]], then LayerNorm as above, then dropout of
+// the output: y (and y16) = dropout(LayerNorm(x)); x, mean and rstd are the LayerNorm's. Ids must lie
+// in [0, vocab), [0, max_pos), [0, type_vocab): the host validates them (embedding_grad_plan does); a
 // row with an id out of range is written as NaN instead of reading outside the table.
 void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const int32_t* ids,
                                  const int32_t* pos_ids, const int32_t* type_ids, const float* word, const float* pos,
                                  const float* type, int64_t vocab, int64_t max_pos, int64_t type_vocab, const float* w,
-                                 const float* beta, int64_t T, int64_t C, float eps, cudaStream_t stream);
+                                 const float* beta, int64_t T, int64_t C, float eps, cudaStream_t stream,
+                                 const RowDropout& drop = {});
 
 // Scratch (floats) that layernorm_backward needs for N rows of C.
 int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C);
 // dx (= or +=) from dy; dw, db += (both null for frozen parameters).
+// Optionally, in the same pass, the gradient of the residual branch that fed this LayerNorm through a
+// dropout: dxd = dropout(dx) and/or its bf16 copy dxd16 (the next bf16 product's operand). These need
+// accumulate = false and must not alias dx or dy.
 void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                         const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
-                        cudaStream_t stream);
+                        cudaStream_t stream, float* dxd = nullptr, __nv_bfloat16* dxd16 = nullptr,
+                        const RowDropout& drop = {});
 
 }  // namespace cuda
 }  // namespace xlir

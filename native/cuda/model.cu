@@ -77,18 +77,21 @@ struct CudaOps {
   void embedding_layernorm_forward(float* x, float* y, bf16* y16, float* mean, float* rstd, const int32_t* ids,
                                    const int32_t* pos_ids, const int32_t* type_ids, const float* word, const float* pos,
                                    const float* type, int64_t vocab, int64_t max_pos, int64_t type_vocab,
-                                   const float* w, const float* beta, int64_t T, int64_t C, float eps) {
+                                   const float* w, const float* beta, int64_t T, int64_t C, float eps,
+                                   const RowDropout& drop) {
     cuda::embedding_layernorm_forward(x, y, y16, mean, rstd, ids, pos_ids, type_ids, word, pos, type, vocab, max_pos,
-                                      type_vocab, w, beta, T, C, eps, stream);
+                                      type_vocab, w, beta, T, C, eps, stream, drop);
   }
   void residual_layernorm_forward(float* x, float* y, bf16* y16, float* mean, float* rstd, const float* a,
-                                  const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps) {
-    cuda::residual_layernorm_forward(x, y, y16, mean, rstd, a, b, w, beta, N, C, eps, stream);
+                                  const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
+                                  const RowDropout& drop) {
+    cuda::residual_layernorm_forward(x, y, y16, mean, rstd, a, b, w, beta, N, C, eps, stream, drop);
   }
   int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) { return cuda::layernorm_backward_scratch_floats(N, C); }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
-                          const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch) {
-    cuda::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, N, C, accumulate, scratch, stream);
+                          const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
+                          float* dxd, bf16* dxd16, const RowDropout& drop) {
+    cuda::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, N, C, accumulate, scratch, stream, dxd, dxd16, drop);
   }
   void dropout_rows(float* y, const float* x, int64_t N, int64_t C, float p, uint64_t site, const uint64_t* keys) {
     cuda::dropout_rows(y, x, N, C, p, site, keys, stream);
@@ -96,9 +99,9 @@ struct CudaOps {
   void bias_gelu_forward(float* pre, float* y, bf16* y16, const float* x, const float* bias, int64_t N, int64_t C) {
     cuda::bias_gelu_forward(pre, y, y16, x, bias, N, C, stream);
   }
-  void bias_gelu_backward(float* dx, float* dbias, const float* dy, const float* pre, int64_t N, int64_t C,
+  void bias_gelu_backward(float* dx, bf16* dx16, float* dbias, const float* dy, const float* pre, int64_t N, int64_t C,
                           float* scratch) {
-    cuda::bias_gelu_backward(dx, dbias, dy, pre, N, C, scratch, stream);
+    cuda::bias_gelu_backward(dx, dx16, dbias, dy, pre, N, C, scratch, stream);
   }
   int64_t bias_backward_scratch_floats(int64_t N, int64_t C) { return cuda::bias_backward_scratch_floats(N, C); }
   void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C, float* scratch) {

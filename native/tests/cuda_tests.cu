@@ -156,6 +156,16 @@ static void guard(const std::string& name, const std::function<void()>& f) {
   }
 }
 
+// 0 when f throws an xlir::Error whose message contains `needle`, else 1 (a mismatch count).
+static int64_t refused(const std::function<void()>& f, const char* needle) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return std::string(e.what()).find(needle) != std::string::npos ? 0 : 1;
+  }
+  return 1;
+}
+
 // ---------------------------------------------------------------------------------------------
 static void test_gemm() {
   std::mt19937 rng(1);
@@ -336,6 +346,34 @@ static void test_embedding_layernorm() {
   for (int64_t t = 0; t < T; t++)
     for (int64_t c = 0; c < C; c++) wrong += (t == 5) != std::isnan(gx2[size_t(t * C + c)]);
   report_count("embedding forward: an out-of-range id gives a NaN row and only that", wrong);
+
+  // Dropout of the output fused in (the model's embedding dropout): y = dropout_rows(LayerNorm(x)),
+  // y16 its bf16 copy; x, mean and rstd stay the LayerNorm's. Same hash, same scale: the values
+  // equal the CPU's dropout of the unfused kernel's output bit for bit.
+  dids.put(ids);
+  std::vector<uint64_t> keys(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; t++) keys[size_t(t)] = mix64(uint64_t(t) * 11 + 5);
+  Dev<uint64_t> dkeys(keys);
+  cuda::embedding_layernorm_forward(dx.p, dy.p, nullptr, dmean.p, drstd.p, dids.p, dpos.p, dtypes.p, dword.p, dpe.p, dte.p,
+                                    V, P, TY, dw.p, db.p, T, C, eps, g_stream);
+  Vec plain = dy.get(), dropped(size_t(T * C));
+  dropout_rows(dropped.data(), plain.data(), T, C, 0.3f, 77, keys.data());
+  cuda::embedding_layernorm_forward(dx.p, dy.p, bf(dy16), dmean.p, drstd.p, dids.p, dpos.p, dtypes.p, dword.p, dpe.p,
+                                    dte.p, V, P, TY, dw.p, db.p, T, C, eps, g_stream, RowDropout{0.3f, 77, dkeys.p});
+  const Vec gyd = dy.get();
+  report_count("embedding + LayerNorm + dropout (fused) equals dropout_rows of the output bit for bit",
+               count_bits_differ(gyd, dropped));
+  report_count("embedding + LayerNorm + dropout: bf16 copy is the dropped y rounded",
+               count_bits_differ(from_bf16_host(dy16.get()), from_bf16_host(to_bf16_host(gyd))));
+  report_count("embedding + LayerNorm + dropout: x is still the gather", count_bits_differ(dx.get(), x));
+  int64_t zeros = 0;
+  for (float v : gyd) zeros += v == 0.f;
+  // p = 0.3 over 3700 elements: about 1110 zeros; [900, 1320] is more than 6 standard deviations.
+  report_count("embedding dropout drops about p of the elements", zeros >= 900 && zeros <= 1320 ? 0 : 1);
+  report_count("embedding dropout without row keys is refused", refused([&] {
+    cuda::embedding_layernorm_forward(dx.p, dy.p, nullptr, dmean.p, drstd.p, dids.p, dpos.p, dtypes.p, dword.p, dpe.p,
+                                      dte.p, V, P, TY, dw.p, db.p, T, C, eps, g_stream, RowDropout{0.3f, 77, nullptr});
+  }, "row keys"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,6 +409,65 @@ static void test_residual_layernorm() {
     // Column sums over N = 150 rows in a different order: 1e-5.
     report(tag + " backward dw (+=) vs CPU", rel_err(dgw.get(), want_w), 1e-5);
     report(tag + " backward db (+=) vs CPU", rel_err(dgb.get(), want_b), 1e-5);
+
+    // Dropout fused (a post-LN block): forward x = dropout(a) + b; backward also writes the
+    // branch's gradient dropout(dx) and its bf16 copy. Against the unfused kernels composed with the
+    // CPU's dropout_rows: the same operations on the same values, so the same bits.
+    std::vector<uint64_t> keys(static_cast<size_t>(N));
+    for (int64_t r = 0; r < N; r++) keys[size_t(r)] = mix64(uint64_t(r) * 3 + 17);
+    Dev<uint64_t> dkeys(keys);
+    const RowDropout drop{0.1f, 1234, dkeys.p};
+    Vec ad(size_t(N * C));
+    dropout_rows(ad.data(), a.data(), N, C, drop.p, drop.site, keys.data());
+    Dev<float> dad(ad), ux(size_t(N * C)), uy(size_t(N * C)), umean(static_cast<size_t>(N)), urstd(static_cast<size_t>(N));
+    cuda::residual_layernorm_forward(ux.p, uy.p, nullptr, umean.p, urstd.p, dad.p, db2.p, dw.p, dbeta.p, N, C, 1e-12f,
+                                     g_stream);
+    Dev<uint16_t> dy16(size_t(N * C));
+    cuda::residual_layernorm_forward(dx.p, dy.p, bf(dy16), dmean.p, drstd.p, da.p, db2.p, dw.p, dbeta.p, N, C, 1e-12f,
+                                     g_stream, drop);
+    const Vec fy = dy.get();
+    report_count(tag + " dropout fused: x = dropout(a) + b bit for bit", count_bits_differ(dx.get(), ux.get()));
+    report_count(tag + " dropout fused: y, mean, rstd as the unfused kernel's",
+                 count_bits_differ(fy, uy.get()) + count_bits_differ(dmean.get(), umean.get()) +
+                     count_bits_differ(drstd.get(), urstd.get()));
+    report_count(tag + " dropout fused: bf16 copy of y", count_bits_differ(from_bf16_host(dy16.get()),
+                                                                         from_bf16_host(to_bf16_host(fy))));
+    Vec x_cpu(size_t(N * C));
+    for (size_t i = 0; i < x_cpu.size(); i++) x_cpu[i] = ad[i] + b2[i];
+    report_count(tag + " dropout fused: x equals the CPU's dropout_rows + add", count_bits_differ(dx.get(), x_cpu));
+
+    Dev<float> ugx(size_t(N * C)), fgx(size_t(N * C)), fgd(size_t(N * C)), ugw(w0), ugb(b0), fgw(w0), fgb(b0);
+    Dev<uint16_t> fgd16(size_t(N * C));
+    cuda::layernorm_backward(ugx.p, ugw.p, ugb.p, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, scratch.p, g_stream);
+    cuda::layernorm_backward(fgx.p, fgw.p, fgb.p, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, scratch.p, g_stream,
+                             fgd.p, bf(fgd16), drop);
+    const Vec ugxv = ugx.get();
+    Vec want_d(size_t(N * C));
+    dropout_rows(want_d.data(), ugxv.data(), N, C, drop.p, drop.site, keys.data());
+    report_count(tag + " backward with the branch: dx unchanged", count_bits_differ(fgx.get(), ugxv));
+    report_count(tag + " backward with the branch: dw, db unchanged",
+                 count_bits_differ(fgw.get(), ugw.get()) + count_bits_differ(fgb.get(), ugb.get()));
+    const Vec fgdv = fgd.get();
+    report_count(tag + " backward branch gradient = dropout_rows(dx) bit for bit", count_bits_differ(fgdv, want_d));
+    report_count(tag + " backward branch gradient's bf16 copy", count_bits_differ(from_bf16_host(fgd16.get()),
+                                                                                from_bf16_host(to_bf16_host(fgdv))));
+    // Only the bf16 copy (fp32 branch null), and p = 0 (a copy of dx).
+    Dev<uint16_t> only16(size_t(N * C));
+    cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, nullptr, g_stream,
+                             nullptr, bf(only16), drop);
+    report_count(tag + " backward: the branch's bf16 copy alone", count_bits_differ(from_bf16_host(only16.get()),
+                                                                                  from_bf16_host(to_bf16_host(want_d))));
+    cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, nullptr, g_stream,
+                             fgd.p, nullptr, RowDropout{});
+    report_count(tag + " backward: branch with p = 0 is dx", count_bits_differ(fgd.get(), ugxv));
+    report_count(tag + " backward: branch with accumulate is refused", refused([&] {
+      cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, true, nullptr, g_stream,
+                               fgd.p, nullptr, drop);
+    }, "accumulate = false"));
+    report_count(tag + " backward: branch aliasing dy is refused", refused([&] {
+      cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, nullptr, g_stream,
+                               dg.p, nullptr, drop);
+    }, "must not alias"));
   }
 }
 
@@ -394,11 +491,48 @@ static void test_activation() {
   gelu_backward_reference(gx.data(), g.data(), pre.data(), N * C);
   bias_backward(gb.data(), gx.data(), N, C);
   Dev<float> dg(g), dgb(gb0), scratch(size_t(cuda::bias_backward_scratch_floats(N, C)));
-  cuda::bias_gelu_backward(dg.p, dgb.p, dg.p, dpre.p, N, C, scratch.p, g_stream);  // in place: dx aliases dy
+  cuda::bias_gelu_backward(dg.p, nullptr, dgb.p, dg.p, dpre.p, N, C, scratch.p, g_stream);  // in place: dx aliases dy
   // erff and expf within a few ulps: 1e-6.
-  report("bias + GELU backward dx (in place) vs libm reference", rel_err(dg.get(), gx), 1e-6);
+  const Vec gdx = dg.get();
+  report("bias + GELU backward dx (in place) vs libm reference", rel_err(gdx, gx), 1e-6);
   // Column sums over 64 rows, chunked vs per-thread order: 1e-5.
   report("bias + GELU backward dbias (+=) vs CPU", rel_err(dgb.get(), gb), 1e-5);
+  {
+    // The fused column sums are bias_backward's on the written dx, bit for bit.
+    Dev<float> want(gb0), sc2(size_t(cuda::bias_backward_scratch_floats(N, C)));
+    cuda::bias_backward(want.p, dg.p, N, C, sc2.p, g_stream);
+    report_count("bias + GELU backward: fused dbias equals bias_backward of dx bit for bit",
+                 count_bits_differ(dgb.get(), want.get()));
+  }
+  // GELU forward with only the bf16 copy (bf16 mode): the same copy as with y written.
+  Dev<uint16_t> only16(size_t(N * C));
+  cuda::bias_gelu_forward(nullptr, nullptr, bf(only16), dpre.p, nullptr, N, C, g_stream);
+  report_count("GELU forward writing only the bf16 copy: same bits", count_bits_differ(from_bf16_host(only16.get()),
+                                                                                     from_bf16_host(dy16.get())));
+  report_count("GELU forward with neither y nor y16 is refused", refused([&] {
+    cuda::bias_gelu_forward(nullptr, nullptr, nullptr, dpre.p, nullptr, N, C, g_stream);
+  }, "y or y16"));
+  // Backward with the bf16 copy, out of place, rows not a multiple of the 64-row chunk or the
+  // 4-row unroll (N2 = 133 = 2 * 64 + 5), with and without dbias.
+  {
+    const int64_t N2 = 133;
+    Vec pre2 = randn(size_t(N2 * C), rng, 2.f), g2 = randn(size_t(N2 * C), rng), want2(size_t(N2 * C));
+    Vec gb2 = randn(size_t(C), rng), gb2_0(gb2);
+    gelu_backward_reference(want2.data(), g2.data(), pre2.data(), N2 * C);
+    Dev<float> dpre2(pre2), dg2in(g2), ddx2(size_t(N2 * C)), ddb2(gb2_0), sc(size_t(cuda::bias_backward_scratch_floats(N2, C)));
+    Dev<uint16_t> ddx16(size_t(N2 * C));
+    cuda::bias_gelu_backward(ddx2.p, bf(ddx16), ddb2.p, dg2in.p, dpre2.p, N2, C, sc.p, g_stream);
+    const Vec got2 = ddx2.get();
+    report("bias + GELU backward (133 rows, out of place) vs libm reference", rel_err(got2, want2), 1e-6);
+    report_count("bias + GELU backward: bf16 copy of dx", count_bits_differ(from_bf16_host(ddx16.get()),
+                                                                          from_bf16_host(to_bf16_host(got2))));
+    bias_backward(gb2.data(), got2.data(), N2, C);
+    // Column sums over 133 rows: chunked float then double (GPU) vs the CPU's order: 1e-5.
+    report("bias + GELU backward (133 rows) dbias (+=) vs CPU", rel_err(ddb2.get(), gb2), 1e-5);
+    Dev<float> nodb(size_t(N2 * C));
+    cuda::bias_gelu_backward(nodb.p, nullptr, nullptr, dg2in.p, dpre2.p, N2, C, nullptr, g_stream);
+    report_count("bias + GELU backward without dbias: same dx", count_bits_differ(nodb.get(), got2));
+  }
 
   Vec t(size_t(N * C)), dt(size_t(N * C));
   tanh_forward(t.data(), x.data(), N * C);
