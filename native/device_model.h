@@ -2,16 +2,22 @@
 // "Ops" back end that supplies memory and the fused kernels (the CUDA kernels of native/cuda/, or
 // their CPU emulation in host_ops.h). The layer sequence is the CPU Model's (model.cc), op for op,
 // with the device kernels' fusions:
-//   embedding gather + LayerNorm;  linear products with the bias in the product's epilogue;
-//   dropout, then residual add + LayerNorm in one kernel;  bias + erf GELU;  flash-style attention
-//   (the log-sum-exp per row saved, no L x L matrix kept);  pooling and L2 normalisation.
+//   embedding gather + LayerNorm + dropout;  linear products with the bias in the product's
+//   epilogue;  dropout, residual add and LayerNorm in one kernel (and in backward, the LayerNorm's
+//   input gradient together with the branch's gradient after dropout);  bias + erf GELU (backward:
+//   with the bias gradient's column sums);  flash-style attention (the log-sum-exp per row saved,
+//   no L x L matrix kept);  pooling and L2 normalisation.
 // Precision: fp32 products (checking mode) or bf16 products with fp32 accumulation and fp32
 // outputs, reading bf16 copies that the producing kernel writes alongside its fp32 output (LayerNorm,
-// attention, GELU), and bf16 working weights that the AdamW kernel rewrites from the fp32 master
-// weights in the same pass. Attention in bf16 mode rounds q, k, v and the probabilities to bf16
+// attention, GELU, and in backward the gradients that feed products), and bf16 working weights that
+// the AdamW kernel rewrites from the fp32 master weights in the same pass. Where only a product
+// reads a tensor, bf16 mode writes only the bf16 copy (the GELU output, the GELU's input gradient).
+// Attention in bf16 mode rounds q, k, v and the probabilities to bf16
 // for its products (tensor cores on CUDA, the CPU's bf16 attention when emulated) and keeps its
 // softmax statistics in fp32; LayerNorm, GELU and every gradient are fp32. The pooler and the
 // sentence-transformers Dense head are [B, H] products and stay fp32.
+// Memory traffic is what these fusions are for: the bf16 step is bandwidth-bound outside the
+// products, and each fusion removes a read or a write of a [tokens, hidden or ffn] tensor.
 // Memory: parameters, gradients and bf16 weights are one allocation; AdamW moments a second (made
 // when an optimizer first attaches); activations and batch arrays one arena, planned per batch
 // shape and grown only when a larger batch arrives (a steady-state step allocates nothing). A
@@ -190,12 +196,8 @@ class DeviceModel final : public DeviceBackend {
     ops_.pool_backward(dh, dpool, a_.off32, B, H, c.pooling == Pooling::Mean ? PoolMode::Mean : PoolMode::CLS);
 
     const std::vector<char> below = host_.trains_at_or_below();  // stop where nothing trains
-    // bf16 mode: a gradient that feeds two products (dW and dX) is converted once into y16.
-    auto dy_in = [&](const float* g, int64_t n) -> const void* {
-      if (!bf_) return g;
-      ops_.to_bf16(y16, g, n);
-      return y16;
-    };
+    // bf16 mode: a gradient that feeds two products (dW and dX) is in y16 as bf16, written by the
+    // kernel that produces the gradient (LayerNorm backward, GELU backward, attention backward).
     for (int64_t l = c.layers - 1; l >= 0; l--) {
       if (!below[size_t(l + 1)]) return;
       if (recompute_) layer_forward(l);
@@ -210,14 +212,17 @@ class DeviceModel final : public DeviceBackend {
       // FFN output product: dWo += dY^T gelu(pre) (GELU recomputed), dffn = dY Wo.
       const void* dY = bf_ ? static_cast<const void*>(y16) : dbr;
       if (tr) {
-        ops_.bias_gelu_forward(nullptr, bf_ ? nullptr : a_.gel, bf_ ? a_.gel16 : nullptr, a.pre, nullptr, T, F);
-        ops_.gemm(linear_bwd_w_desc(T, H, F), dY, in(a_.gel, a_.gel16), G_ + w.o_w, bf_);
+        // The GELU output: kept by the forward in bf16 mode, recomputed into scratch in fp32 mode.
+        if (!bf_) ops_.bias_gelu_forward(nullptr, a_.gel, nullptr, a.pre, nullptr, T, F);
+        ops_.gemm(linear_bwd_w_desc(T, H, F), dY, in(a_.gel, a.gel16), G_ + w.o_w, bf_);
         ops_.bias_backward(G_ + w.o_b, dbr, T, H, scr);
       }
       ops_.gemm(linear_bwd_x_desc(T, H, F, 0.f), dY, wt(w.o_w), dffn, bf_);
-      // GELU backward writes the bf16 copy of its gradient as well (y16 is free again: the two
+      // GELU backward (and the bias gradient's column sums) in one pass. bf16 mode: only the bf16
+      // copy of the gradient is written, all the two products below read (y16 is free again: the
       // products above have read it, in stream order).
-      ops_.bias_gelu_backward(dffn, bf_ ? y16 : nullptr, tr ? G_ + w.i_b : nullptr, dffn, a.pre, T, F, scr);
+      ops_.bias_gelu_backward(bf_ ? nullptr : dffn, bf_ ? y16 : nullptr, tr ? G_ + w.i_b : nullptr, dffn, a.pre, T, F,
+                              scr);
       dY = bf_ ? static_cast<const void*>(y16) : dffn;
       if (tr) ops_.gemm(linear_bwd_w_desc(T, F, H), dY, in(a.a1, a.a116), G_ + w.i_w, bf_);
       ops_.gemm(linear_bwd_x_desc(T, F, H, 1.f), dY, wt(w.i_w), dtmp, bf_);  // da1 = dr2 + dffn Wi
@@ -232,9 +237,9 @@ class DeviceModel final : public DeviceBackend {
       }
       float* dctx = dffn;  // [T, H] fits in [T, F]
       ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
-      ops_.attention_backward(dqkv, dctx, a.ctx, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap,
-                              site_key(seed, l, 0), a_.seq_keys, scr, bf_);
-      dY = dy_in(dqkv, T * 3 * H);
+      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, dctx, a.ctx, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads,
+                              ap, site_key(seed, l, 0), a_.seq_keys, scr, bf_);
+      dY = bf_ ? static_cast<const void*>(y16) : dqkv;
       if (tr) {
         ops_.gemm(linear_bwd_w_desc(T, 3 * H, H), dY, in(xs_[l], xs16_[l]), G_ + w.qkv_w, bf_);
         ops_.bias_backward(G_ + w.qkv_b, dqkv, T, 3 * H, scr);
@@ -312,7 +317,7 @@ class DeviceModel final : public DeviceBackend {
   // One layer's saved activations (a training forward keeps one set per layer).
   struct Acts {
     float *qkv, *ctx, *lse, *r1, *mean1, *rstd1, *a1, *pre, *r2, *mean2, *rstd2;
-    bf16 *ctx16, *a116;
+    bf16 *ctx16, *a116, *gel16;  // gel16: the GELU output, kept in bf16 mode only
   };
   struct GradPlanDev {
     int32_t *order = nullptr, *seg_start = nullptr, *seg_row = nullptr;
@@ -323,7 +328,6 @@ class DeviceModel final : public DeviceBackend {
     uint64_t *seq_keys, *tok_keys;
     GradPlanDev plan[3];
     float *emb_sum, *emb_mean, *emb_rstd, *tmp, *gel, *cls, *pooled, *dense, *out, *norms;
-    bf16* gel16;
     float *dh, *dtmp, *dbr, *dqkv, *dffn, *red, *d1, *d2, *dz;
     bf16* y16;
   };
@@ -350,8 +354,8 @@ class DeviceModel final : public DeviceBackend {
     // GELU output is scratch, recomputed by backward: fp32 in fp32 mode, only its bf16 copy in
     // bf16 mode (the one thing the next product reads).
     ops_.linear(in(a.a1, a.a116), wt(w.i_w), W_ + w.i_b, a.pre, T, F, H, bf_);
-    ops_.bias_gelu_forward(nullptr, bf_ ? nullptr : a_.gel, bf_ ? a_.gel16 : nullptr, a.pre, nullptr, T, F);
-    ops_.linear(in(a_.gel, a_.gel16), wt(w.o_w), W_ + w.o_b, a_.tmp, T, H, F, bf_);
+    ops_.bias_gelu_forward(nullptr, bf_ ? nullptr : a_.gel, bf_ ? a.gel16 : nullptr, a.pre, nullptr, T, F);
+    ops_.linear(in(a_.gel, a.gel16), wt(w.o_w), W_ + w.o_b, a_.tmp, T, H, F, bf_);
     ops_.residual_layernorm_forward(a.r2, xs_[l + 1], bf_ ? xs16_[l + 1] : nullptr, a.mean2, a.rstd2, a_.tmp, a.a1,
                                     W_ + w.ln2_w, W_ + w.ln2_b, T, H, c.ln_eps,
                                     RowDropout{hp, site_key(seed, l, 2), a_.tok_keys});
@@ -451,9 +455,9 @@ class DeviceModel final : public DeviceBackend {
       for (auto& s : acts_) {
         s.qkv = f(T * 3 * H), s.ctx = f(T * H), s.ctx16 = h16(T * H), s.lse = f(T * c.heads), s.r1 = f(T * H);
         s.mean1 = f(T), s.rstd1 = f(T), s.a1 = f(T * H), s.a116 = h16(T * H), s.pre = f(T * F), s.r2 = f(T * H);
-        s.mean2 = f(T), s.rstd2 = f(T);
+        s.mean2 = f(T), s.rstd2 = f(T), s.gel16 = h16(T * F);
       }
-      a.tmp = f(T * H), a.gel = bf ? nullptr : f(T * F), a.gel16 = h16(T * F);  // bf16 mode: only the copy
+      a.tmp = f(T * H), a.gel = bf ? nullptr : f(T * F);  // fp32 mode: recomputed by backward
       a.cls = f(B * H), a.pooled = f(B * H), a.dense = f(B * D), a.out = f(B * D), a.norms = f(B);
       a.d1 = f(B * D), a.d2 = f(B * H), a.dz = f(B * H);
       const int64_t red = std::max({ops_.layernorm_backward_scratch_floats(std::max(T, B), H),

@@ -99,6 +99,8 @@ struct HostOps {
   }
   void bias_gelu_backward(float* dx, bf16* dx16, float* dbias, const float* dy, const float* pre, int64_t N, int64_t C,
                           float*) {
+    std::vector<float> tmp(dx ? 0 : size_t(N * C));  // dx may be null when only the bf16 copy is wanted
+    if (!dx) dx = tmp.data();
     gelu_backward(dx, dy, pre, N * C);
     if (dx16) to_bf16(dx16, dx, N * C);
     if (dbias) xlir::bias_backward(dbias, dx, N, C);
@@ -131,13 +133,14 @@ struct HostOps {
     if (ctx16) to_bf16(ctx16, ctx, T * H);
   }
   int64_t attention_backward_scratch_floats(int64_t, int64_t) { return 1; }
-  void attention_backward(float* dqkv, const float* dctx, const float*, const float*, const float* qkv,
-                          const int32_t* off32, int64_t B, int64_t max_len, int64_t, int64_t H, int64_t heads, float p,
+  void attention_backward(float* dqkv, bf16* dqkv16, const float* dctx, const float*, const float*, const float* qkv,
+                          const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H, int64_t heads, float p,
                           uint64_t site, const uint64_t* seq_keys, float*, bool bf) {
     const Shape s = shape_of(off32, B);
     std::vector<float> scr(size_t(attention_scratch_floats(heads, max_len)));
     xlir::attention_backward(dqkv, dctx, qkv, AttentionShape{B, s.lengths.data(), s.offsets.data(), seq_keys, H, heads},
                              p, site, scr.data(), bf ? Precision::BF16 : Precision::FP32);
+    if (dqkv16) to_bf16(dqkv16, dqkv, T * 3 * H);
   }
   void pool_forward(float* out, const float* h, const int32_t* off32, int64_t B, int64_t C, PoolMode mode) {
     const Shape s = shape_of(off32, B);

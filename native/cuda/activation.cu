@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kColumnThreads)
     for (int u = 0; u < kUnroll; u++)
       if (r + u < r1) {
         const float v = g[u] * gelu_grad(q[u]);
-        dx[(r + u) * C + c] = v;
+        if (dx) dx[(r + u) * C + c] = v;
         if (dx16) dx16[(r + u) * C + c] = to_bf16(v);
         s += v;
       }
@@ -144,7 +144,7 @@ void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C, float* s
 void bias_gelu_backward(float* dx, __nv_bfloat16* dx16, float* dbias, const float* dy, const float* pre, int64_t N,
                         int64_t C, float* scratch, cudaStream_t stream) {
   check_shape(N, C, "cuda bias_gelu_backward");
-  XLIR_CHECK(dx && dy && pre, "cuda bias_gelu_backward: null pointer");
+  XLIR_CHECK((dx || dx16) && dy && pre, "cuda bias_gelu_backward: null pointer (dy, pre, and dx or dx16, are needed)");
   XLIR_CHECK(!dbias || scratch, "cuda bias_gelu_backward: dbias needs scratch (bias_backward_scratch_floats)");
   if (N == 0) return;
   const int chunks = ceil_div(N, kChunkRows);

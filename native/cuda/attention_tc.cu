@@ -256,7 +256,8 @@ __global__ void __launch_bounds__(kThreads)
 // bf16; dq_w += dS_w K in fragments held across the loop; dq = scale * that.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_tc_dq_kernel(float* __restrict__ dqkv, const float* __restrict__ dctx, const float* __restrict__ lse,
+    attention_tc_dq_kernel(float* __restrict__ dqkv, bf16* __restrict__ dqkv16, const float* __restrict__ dctx,
+                           const float* __restrict__ lse,
                            const float* __restrict__ Dsum, const float* __restrict__ qkv,
                            const int32_t* __restrict__ offsets, const uint8_t* __restrict__ key_keep, int H, int nh,
                            float scale, float p, uint64_t site, const uint64_t* __restrict__ seq_keys) {
@@ -353,7 +354,11 @@ __global__ void __launch_bounds__(kThreads)
   __syncwarp();
   for (int idx = lane; idx < 16 * D; idx += 32) {
     const int rr = idx / D, c = idx % D, ii = q0 + 16 * w + rr;
-    if (ii < L) dqkv[(int64_t(start) + ii) * row3 + int64_t(h) * D + c] = stage[rr * Dm::kLdO + c];
+    if (ii >= L) continue;
+    const int64_t o = (int64_t(start) + ii) * row3 + int64_t(h) * D + c;
+    const float v = stage[rr * Dm::kLdO + c];
+    dqkv[o] = v;
+    if (dqkv16) dqkv16[o] = to_bf16(v);  // the bf16 products' operand, without a pass over dqkv
   }
 #endif
 }
@@ -364,7 +369,8 @@ __global__ void __launch_bounds__(kThreads)
 // The dropout row keys of a query tile (one per query) are hashed once into shared memory.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_tc_dkv_kernel(float* __restrict__ dqkv, const float* __restrict__ dctx, const float* __restrict__ lse,
+    attention_tc_dkv_kernel(float* __restrict__ dqkv, bf16* __restrict__ dqkv16, const float* __restrict__ dctx,
+                            const float* __restrict__ lse,
                             const float* __restrict__ Dsum, const float* __restrict__ qkv,
                             const int32_t* __restrict__ offsets, const uint8_t* __restrict__ key_keep, int H, int nh,
                             float scale, float p, uint64_t site, const uint64_t* __restrict__ seq_keys) {
@@ -477,9 +483,11 @@ __global__ void __launch_bounds__(kThreads)
   for (int idx = lane; idx < 16 * D; idx += 32) {
     const int rr = idx / D, c = idx % D, jj = k0 + 16 * w + rr;
     if (jj >= L) continue;
-    float* o = dqkv + (int64_t(start) + jj) * row3 + int64_t(h) * D + c;
-    o[H] = stage_k[rr * Dm::kLdO + c];
-    o[2 * H] = stage_v[rr * Dm::kLdO + c];
+    const int64_t o = (int64_t(start) + jj) * row3 + int64_t(h) * D + c;
+    const float vk = stage_k[rr * Dm::kLdO + c], vv = stage_v[rr * Dm::kLdO + c];
+    dqkv[o + H] = vk;
+    dqkv[o + 2 * H] = vv;
+    if (dqkv16) dqkv16[o + H] = to_bf16(vk), dqkv16[o + 2 * H] = to_bf16(vv);
   }
 #endif
 }
@@ -507,16 +515,16 @@ void forward_d(const AttentionLaunch& l, float* ctx, bf16* ctx16, float* lse, co
 }
 
 template <int D>
-void backward_d(const AttentionLaunch& l, float* dqkv, const float* dctx, const float* lse, const float* Dsum, const float* qkv,
-                const int32_t* offsets, int64_t hidden, int64_t heads, const uint8_t* key_keep, float p, uint64_t site,
-                const uint64_t* seq_keys, cudaStream_t stream) {
+void backward_d(const AttentionLaunch& l, float* dqkv, bf16* dqkv16, const float* dctx, const float* lse, const float* Dsum,
+                const float* qkv, const int32_t* offsets, int64_t hidden, int64_t heads, const uint8_t* key_keep, float p,
+                uint64_t site, const uint64_t* seq_keys, cudaStream_t stream) {
   opt_in(attention_tc_dkv_kernel<D>, Dims<D>::kDkv);
   attention_tc_dkv_kernel<D><<<l.grid, kThreads, Dims<D>::kDkv, stream>>>(
-      dqkv, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
+      dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
   XLIR_CUDA_LAUNCH_CHECK();
   opt_in(attention_tc_dq_kernel<D>, Dims<D>::kDq);
   attention_tc_dq_kernel<D><<<l.grid, kThreads, Dims<D>::kDq, stream>>>(
-      dqkv, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
+      dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
@@ -561,7 +569,7 @@ int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t heads) { return 
 void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                            const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                            int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
-                           float* scratch, cudaStream_t stream) {
+                           float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16) {
   const AttentionLaunch l = attention_launch("cuda attention_backward_tc", kRows, attention_tc_supported, kHeadRefusal, qkv,
                                              offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
   XLIR_CHECK(T == 0 || (dqkv && dctx && ctx && lse && scratch),
@@ -569,17 +577,21 @@ void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, con
   if (T == 0) return;
   if (num_seqs == 0 || max_len == 0) {  // no sequence to write the rows: zeros, as the fp32 kernel gives
     XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv, 0, size_t(T * 3 * hidden) * sizeof(float), stream));
+    if (dqkv16) XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv16, 0, size_t(T * 3 * hidden) * sizeof(bf16), stream));
     return;
   }
   float* Dsum = scratch;
   attention_rowdot(Dsum, dctx, ctx, T, heads, l.d, stream);
   switch (l.d) {
     case 32:
-      return backward_d<32>(l, dqkv, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+      return backward_d<32>(l, dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
+                               stream);
     case 64:
-      return backward_d<64>(l, dqkv, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+      return backward_d<64>(l, dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
+                               stream);
     default:
-      return backward_d<128>(l, dqkv, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
+      return backward_d<128>(l, dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
+                                stream);
   }
 }
 

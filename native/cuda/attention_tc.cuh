@@ -46,11 +46,12 @@ void attention_forward_tc(float* ctx, __nv_bfloat16* ctx16, float* lse, const fl
 int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t heads);
 // As attention_backward (attention.cuh): dqkv[T, 3H] (written with =) from dctx[T, H], given the
 // forward's ctx and lse. Every token of every sequence is written; since offsets cover [0, T), that
-// is every row (unlike the fp32 kernel there is no zero-fill pass first).
+// is every row (unlike the fp32 kernel there is no zero-fill pass first). dqkv16 (may be null)
+// receives bf16(dqkv) from the same stores: the operand of the QKV product's bf16 backward.
 void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                            const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                            int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
-                           float* scratch, cudaStream_t stream);
+                           float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16 = nullptr);
 
 }  // namespace cuda
 }  // namespace xlir

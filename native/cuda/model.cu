@@ -129,15 +129,19 @@ struct CudaOps {
   int64_t attention_backward_scratch_floats(int64_t T, int64_t heads) {
     return std::max(cuda::attention_backward_scratch_floats(T, heads), attention_backward_tc_scratch_floats(T, heads));
   }
-  void attention_backward(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
-                          const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H, int64_t heads, float p,
-                          uint64_t site, const uint64_t* seq_keys, float* scratch, bool bf) {
-    if (use_tc(bf, H, heads))
+  // dqkv16 (may be null): the bf16 copy of dqkv, written by the tensor-core kernels' own stores, or
+  // by a conversion pass after the fp32 kernel.
+  void attention_backward(float* dqkv, bf16* dqkv16, const float* dctx, const float* ctx, const float* lse,
+                          const float* qkv, const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H,
+                          int64_t heads, float p, uint64_t site, const uint64_t* seq_keys, float* scratch, bool bf) {
+    if (use_tc(bf, H, heads)) {
       cuda::attention_backward_tc(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
-                                  scratch, stream);
-    else
-      cuda::attention_backward(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
-                               scratch, stream);
+                                  scratch, stream, dqkv16);
+      return;
+    }
+    cuda::attention_backward(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
+                             scratch, stream);
+    if (dqkv16) cuda::to_bf16(dqkv16, dqkv, T * 3 * H, stream);
   }
   void pool_forward(float* out, const float* h, const int32_t* off32, int64_t B, int64_t C, PoolMode mode) {
     cuda::pool_forward(out, h, off32, B, C, mode, stream);

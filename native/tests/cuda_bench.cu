@@ -363,16 +363,33 @@ static void bench_layernorm(const Packed& pb) {
   const size_t nT = static_cast<size_t>(T), nC = static_cast<size_t>(C), nTC = nT * nC;
   Buf<float> a(nTC), b(nTC), x(nTC), y(nTC), mean(nT), rstd(nT), w(nC), beta(nC), dy(nTC), dx(nTC), dw(nC), db(nC),
       scratch(size_t(cuda::layernorm_backward_scratch_floats(T, C)));
-  Buf<__nv_bfloat16> y16(nTC);
+  Buf<__nv_bfloat16> y16(nTC), dxd16(nTC);
+  Buf<float> dxd(nTC);
+  Buf<uint64_t> keys(nT);
+  std::vector<uint64_t> kh(nT);
+  for (size_t t = 0; t < nT; t++) kh[t] = 0x9E3779B97F4A7C15ULL * (t + 1);
+  keys.put(kh);
+  const RowDropout drop{0.1f, 3, keys.p};  // the model's hidden dropout, fused as the model runs it
   fill(a), fill(b), fill(w, 0.5f, 1.5f), fill(beta), fill(dy);
   const std::string shape = fmt_shape("[%ld, %ld]", long(T), long(C));
   // Bytes: read a, b; write x, y (fp32) and y16 (bf16). Per-row and per-column vectors are noise.
   bench("residual+LayerNorm forward", shape, Limit::Dram, TC * (4 + 4 + 4 + 4 + 2), [&] {
     cuda::residual_layernorm_forward(x.p, y.p, y16.p, mean.p, rstd.p, a.p, b.p, w.p, beta.p, T, C, 1e-5f, g_stream);
   });
+  // The same with the branch's dropout fused in, as the encoder layer runs it: the same bytes.
+  bench("dropout+residual+LayerNorm forward", shape + ", p 0.1", Limit::Dram, TC * (4 + 4 + 4 + 4 + 2), [&] {
+    cuda::residual_layernorm_forward(x.p, y.p, y16.p, mean.p, rstd.p, a.p, b.p, w.p, beta.p, T, C, 1e-5f, g_stream,
+                                     drop);
+  });
   // Bytes: read dy, x; write dx (accumulate = false); dw, db partial sums are [T/64, C].
   bench("LayerNorm backward", shape, Limit::Dram, TC * (4 + 4 + 4), [&] {
     cuda::layernorm_backward(dx.p, dw.p, db.p, dy.p, x.p, w.p, mean.p, rstd.p, T, C, false, scratch.p, g_stream);
+  });
+  // As the encoder's bf16 backward runs it: also the branch's gradient after dropout, fp32 (bias
+  // gradient) and bf16 (the products): read dy, x; write dx, dxd, dxd16.
+  bench("LayerNorm backward + dropped branch (bf16 copy)", shape + ", p 0.1", Limit::Dram, TC * (4 + 4 + 4 + 4 + 2), [&] {
+    cuda::layernorm_backward(dx.p, dw.p, db.p, dy.p, x.p, w.p, mean.p, rstd.p, T, C, false, scratch.p, g_stream, dxd.p,
+                             dxd16.p, drop);
   });
 
   Buf<float> word(size_t(kVocab * C)), pos(size_t(kMaxPos * C)), type(nC);
@@ -389,7 +406,7 @@ static void bench_layernorm(const Packed& pb) {
   bench("embedding+LayerNorm forward", shape + fmt_shape(", vocab %ld", long(kVocab)), Limit::Dram,
         double(T) * 12 + TC * (4 + 4 + 4 + 4 + 2), [&] {
           cuda::embedding_layernorm_forward(x.p, y.p, y16.p, mean.p, rstd.p, ids.p, pos_ids.p, type_ids.p, word.p, pos.p,
-                                            type.p, kVocab, kMaxPos, 1, w.p, beta.p, T, C, 1e-5f, g_stream);
+                                            type.p, kVocab, kMaxPos, 1, w.p, beta.p, T, C, 1e-5f, g_stream, drop);
         });
 }
 
@@ -406,9 +423,17 @@ static void bench_gelu(const Packed& pb) {
   bench("bias+GELU forward", shape, Limit::Dram, TC * (4 + 4 + 4 + 2), [&] {
     cuda::bias_gelu_forward(x.p, y.p, y16.p, x.p, bias.p, T, C, g_stream);
   });
+  // bf16 mode, as the encoder runs it after the product that added the bias: read pre, write y16.
+  bench("GELU forward (bf16 copy only)", shape, Limit::Dram, TC * (4 + 2), [&] {
+    cuda::bias_gelu_forward(nullptr, nullptr, y16.p, x.p, nullptr, T, C, g_stream);
+  });
   // In place on dy: read dy and pre, write dx (the bias column sums are [T/64, C]).
   bench("bias+GELU backward", shape, Limit::Dram, TC * (4 + 4 + 4), [&] {
     cuda::bias_gelu_backward(dy.p, nullptr, dbias.p, dy.p, x.p, T, C, scratch.p, g_stream);
+  });
+  // bf16 mode: also the bf16 copy of dx (the next products' operand): read dy, pre; write dx, dx16.
+  bench("bias+GELU backward (bf16 copy)", shape, Limit::Dram, TC * (4 + 4 + 4 + 2), [&] {
+    cuda::bias_gelu_backward(dy.p, y16.p, dbias.p, dy.p, x.p, T, C, scratch.p, g_stream);
   });
 }
 

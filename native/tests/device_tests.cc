@@ -342,6 +342,18 @@ static void cuda_only(const Backend& make) {
     std::string worst;
     const double e = grad_err(dev, cpu, worst);
     report("cuda:0 base width gradients vs CPU (worst: " + worst + ")", e, 1e-3);
+    // bf16 at this width: head size 64 runs the tensor-core attention inside the model (its bf16
+    // output copy, the bf16 copy of dqkv its backward writes), which the small configurations (head
+    // sizes 8 and 16) never reach. Against the fp32 CPU, with the bf16 tolerances.
+    Model dev16(c);
+    dev16.to_device(make(dev16));
+    dev16.set_precision(Precision::BF16);
+    Vec eb(ec.size());
+    dev16.forward(hb.view(), eb.data(), true, 77);
+    report("cuda:0 base width bf16 (tensor-core attention) embeddings vs fp32 CPU", rel_err(eb, ec), kBf16Forward);
+    dev16.backward(g.data());
+    report("cuda:0 base width bf16 (tensor-core attention) gradients vs fp32 CPU (whole)",
+           rel_err(all_grads(dev16), all_grads(cpu)), kBf16Grad);
   });
   guard("cuda:0 search", [&] {
     std::mt19937 r(5);
