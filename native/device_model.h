@@ -198,6 +198,9 @@ class DeviceModel final : public DeviceBackend {
     const std::vector<char> below = host_.trains_at_or_below();  // stop where nothing trains
     // bf16 mode: a gradient that feeds two products (dW and dX) is in y16 as bf16, written by the
     // kernel that produces the gradient (LayerNorm backward, GELU backward, attention backward).
+    // The branch gradients after the LayerNorms are needed in fp32 only by fp32 products, or where
+    // the back end sums the bias gradient from them in a pass of its own (rows wider than it fuses).
+    const bool branch_fp32 = !bf_ || !ops_.layernorm_backward_sums_fused(H);
     for (int64_t l = c.layers - 1; l >= 0; l--) {
       if (!below[size_t(l + 1)]) return;
       if (recompute_) layer_forward(l);
@@ -205,17 +208,17 @@ class DeviceModel final : public DeviceBackend {
       const Acts a = layer_acts(l);
       const bool tr = trainable(w.qkv_w);
       // LayerNorm 2 backward: dtmp = dr2 (the residual's gradient) and, in the same pass, the FFN
-      // branch's gradient after its dropout, dbr (and its bf16 copy, the products' operand).
+      // branch's gradient after its dropout (fp32 in dbr for fp32 products, else its bf16 copy in
+      // y16) and its column sums, the FFN output bias gradient.
       ops_.layernorm_backward(dtmp, tr ? G_ + w.ln2_w : nullptr, tr ? G_ + w.ln2_b : nullptr, dh, a.r2, W_ + w.ln2_w,
-                              a.mean2, a.rstd2, T, H, false, scr, dbr, bf_ ? y16 : nullptr,
-                              RowDropout{hp, site_key(seed, l, 2), a_.tok_keys});
-      // FFN output product: dWo += dY^T gelu(pre) (GELU recomputed), dffn = dY Wo.
+                              a.mean2, a.rstd2, T, H, false, scr, branch_fp32 ? dbr : nullptr, bf_ ? y16 : nullptr,
+                              tr ? G_ + w.o_b : nullptr, RowDropout{hp, site_key(seed, l, 2), a_.tok_keys});
+      // FFN output product: dWo += dY^T gelu(pre), dffn = dY Wo.
       const void* dY = bf_ ? static_cast<const void*>(y16) : dbr;
       if (tr) {
         // The GELU output: kept by the forward in bf16 mode, recomputed into scratch in fp32 mode.
         if (!bf_) ops_.bias_gelu_forward(nullptr, a_.gel, nullptr, a.pre, nullptr, T, F);
         ops_.gemm(linear_bwd_w_desc(T, H, F), dY, in(a_.gel, a.gel16), G_ + w.o_w, bf_);
-        ops_.bias_backward(G_ + w.o_b, dbr, T, H, scr);
       }
       ops_.gemm(linear_bwd_x_desc(T, H, F, 0.f), dY, wt(w.o_w), dffn, bf_);
       // GELU backward (and the bias gradient's column sums) in one pass. bf16 mode: only the bf16
@@ -226,15 +229,13 @@ class DeviceModel final : public DeviceBackend {
       dY = bf_ ? static_cast<const void*>(y16) : dffn;
       if (tr) ops_.gemm(linear_bwd_w_desc(T, F, H), dY, in(a.a1, a.a116), G_ + w.i_w, bf_);
       ops_.gemm(linear_bwd_x_desc(T, F, H, 1.f), dY, wt(w.i_w), dtmp, bf_);  // da1 = dr2 + dffn Wi
-      // LayerNorm 1 backward: dh = dr1, dbr = the attention branch's gradient after its dropout.
+      // LayerNorm 1 backward: dh = dr1, and the attention branch's gradient after its dropout with
+      // its column sums (the attention output bias gradient).
       ops_.layernorm_backward(dh, tr ? G_ + w.ln1_w : nullptr, tr ? G_ + w.ln1_b : nullptr, dtmp, a.r1, W_ + w.ln1_w,
-                              a.mean1, a.rstd1, T, H, false, scr, dbr, bf_ ? y16 : nullptr,
-                              RowDropout{hp, site_key(seed, l, 1), a_.tok_keys});
+                              a.mean1, a.rstd1, T, H, false, scr, branch_fp32 ? dbr : nullptr, bf_ ? y16 : nullptr,
+                              tr ? G_ + w.ao_b : nullptr, RowDropout{hp, site_key(seed, l, 1), a_.tok_keys});
       dY = bf_ ? static_cast<const void*>(y16) : dbr;
-      if (tr) {
-        ops_.gemm(linear_bwd_w_desc(T, H, H), dY, in(a.ctx, a.ctx16), G_ + w.ao_w, bf_);
-        ops_.bias_backward(G_ + w.ao_b, dbr, T, H, scr);
-      }
+      if (tr) ops_.gemm(linear_bwd_w_desc(T, H, H), dY, in(a.ctx, a.ctx16), G_ + w.ao_w, bf_);
       float* dctx = dffn;  // [T, H] fits in [T, F]
       ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
       ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, dctx, a.ctx, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads,
@@ -250,7 +251,8 @@ class DeviceModel final : public DeviceBackend {
     ops_.dropout_rows(dtmp, dh, T, H, hp, site_key(seed, -1, 0), a_.tok_keys);
     const bool ln_tr = trainable(eln_w_);
     ops_.layernorm_backward(dh, ln_tr ? G_ + eln_w_ : nullptr, ln_tr ? G_ + eln_b_ : nullptr, dtmp, a_.emb_sum,
-                            W_ + eln_w_, a_.emb_mean, a_.emb_rstd, T, H, false, scr, nullptr, nullptr, RowDropout{});
+                            W_ + eln_w_, a_.emb_mean, a_.emb_rstd, T, H, false, scr, nullptr, nullptr, nullptr,
+                            RowDropout{});
     for (int k = 0; k < 3; k++) {
       const int64_t table = k == 0 ? word_ : k == 1 ? pos_ : type_;
       if (!trainable(table)) continue;

@@ -69,18 +69,21 @@ struct HostOps {
   int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) { return N * C; }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                           const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
-                          float* dxd, bf16* dxd16, const RowDropout& drop) {
-    XLIR_CHECK(!(dxd || dxd16) || !accumulate, "emulated layernorm_backward: the branch gradient needs accumulate = false");
+                          float* dxd, bf16* dxd16, float* dbias, const RowDropout& drop) {
+    XLIR_CHECK(!(dxd || dxd16 || dbias) || !accumulate,
+               "emulated layernorm_backward: the branch gradient needs accumulate = false");
     float* out = accumulate ? scratch : dx;
     xlir::layernorm_backward(out, dw, db, dy, x, w, mean, rstd, N, C);
     if (accumulate)
       for (int64_t i = 0; i < N * C; i++) dx[i] += out[i];
-    if (!dxd && !dxd16) return;
+    if (!dxd && !dxd16 && !dbias) return;
     std::vector<float> tmp(dxd ? 0 : size_t(N * C));
     float* d = dxd ? dxd : tmp.data();
     xlir::dropout_rows(d, dx, N, C, drop.p, drop.site, drop.row_keys);
     if (dxd16) to_bf16(dxd16, d, N * C);
+    if (dbias) xlir::bias_backward(dbias, d, N, C);
   }
+  bool layernorm_backward_sums_fused(int64_t) { return true; }
   void dropout_rows(float* y, const float* x, int64_t N, int64_t C, float p, uint64_t site, const uint64_t* keys) {
     xlir::dropout_rows(y, x, N, C, p, site, keys);
   }

@@ -2,6 +2,9 @@
 // Forward: a warp per row, 8 rows per block; three passes over the row (sum; squared deviations;
 // output) read x from L1/L2 after the first, which keeps the kernel generic in C and exact in the
 // two-pass variance (no E[x^2] - E[x]^2 cancellation; BERT's eps is 1e-12).
+#include <algorithm>
+
+#include "activation.cuh"  // bias_backward, for rows too wide for the fused backward
 #include "common.cuh"
 #include "layernorm.cuh"
 
@@ -13,6 +16,7 @@ namespace {
 const int kRowsPerBlock = 8;    // warps per block in the row kernels
 const int kChunkRows = 64;      // rows per partial column sum in the parameter-gradient kernels
 const int kColumnThreads = 128; // the parameter-gradient kernels: a thread per column
+const int kMaxColsPerLane = 32; // the fused backward holds a row of up to 32 x 32 = 1024 columns
 
 enum class Source { Residual, Embedding };
 
@@ -112,7 +116,84 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   }
 }
 
-// partial[chunk][0..C) = sum over the chunk's rows of dy * x_hat, partial[chunk][C..2C) = of dy.
+// The whole backward in one pass for C <= 32 NC: a block owns a 64-row chunk, each warp 8 of its
+// rows, each lane columns lane + 32 k (k < NC) whose dy and x_hat it holds in registers for the row
+// and whose column sums it keeps across its rows: dy x_hat (dw), dy (db) and the dropped branch
+// gradient (its bias). The 8 warps' sums are added in warp order through shared memory, one
+// quantity at a time, into partial[chunk][3 C] (dw | db | dbias), which layernorm_reduce_kernel adds
+// up chunk by chunk. Every row's arithmetic is the dx kernel's, so dx and the branch are the same
+// bits as there; only the column sums are added in another (fixed) order.
+template <int NC>
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    layernorm_backward_fused_kernel(float* __restrict__ dx, float* __restrict__ dxd,
+                                    __nv_bfloat16* __restrict__ dxd16, float* __restrict__ partial,
+                                    const float* __restrict__ dy, const float* __restrict__ x,
+                                    const float* __restrict__ w, const float* __restrict__ mean,
+                                    const float* __restrict__ rstd, int64_t N, int C, bool accumulate, bool params,
+                                    bool bias_sums, float p, float scale, uint64_t site,
+                                    const uint64_t* __restrict__ row_keys) {
+  __shared__ float red[kRowsPerBlock][32 * NC];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t r0 = int64_t(blockIdx.x) * kChunkRows, r1 = min(N, r0 + kChunkRows);
+  const bool branch = dxd || dxd16;
+  float sw[NC], sb[NC], sd[NC];
+#pragma unroll
+  for (int k = 0; k < NC; k++) sw[k] = sb[k] = sd[k] = 0.f;
+  for (int64_t row = r0 + warp; row < r1; row += kRowsPerBlock) {
+    const float* xr = x + row * C;
+    const float* dyr = dy + row * C;
+    const float m = mean[row], r = rstd[row];
+    float g[NC], xh[NC];
+    float sum_g = 0.f, sum_gx = 0.f;
+#pragma unroll
+    for (int k = 0; k < NC; k++) {
+      const int c = lane + 32 * k;
+      g[k] = c < C ? dyr[c] : 0.f;
+      xh[k] = c < C ? (xr[c] - m) * r : 0.f;
+    }
+#pragma unroll
+    for (int k = 0; k < NC; k++) {
+      if (lane + 32 * k >= C) continue;
+      const float gw = g[k] * w[lane + 32 * k];
+      sum_g += gw;
+      sum_gx += gw * xh[k];
+    }
+    const float mg = warp_sum(sum_g) / float(C), mgx = warp_sum(sum_gx) / float(C);
+    const uint64_t rk = branch && p > 0.f ? d_hash_key(site, row_keys[row]) : 0;
+#pragma unroll
+    for (int k = 0; k < NC; k++) {
+      const int c = lane + 32 * k;
+      if (c >= C) continue;
+      sw[k] += g[k] * xh[k];
+      sb[k] += g[k];
+      // As the dx kernel: (x - m) * r recomputed in the same order, so the same bits.
+      float v = r * (g[k] * w[c] - mg - xh[k] * mgx);
+      dx[row * C + c] = accumulate ? dx[row * C + c] + v : v;
+      if (branch) {
+        if (p > 0.f) v = d_dropout_keep(rk, uint64_t(c), p) ? v * scale : 0.f;
+        if (dxd) dxd[row * C + c] = v;
+        if (dxd16) dxd16[row * C + c] = to_bf16(v);
+        sd[k] += v;
+      }
+    }
+  }
+  float* out = partial + int64_t(blockIdx.x) * 3 * C;
+  for (int q = 0; q < 3; q++) {
+    if (q < 2 ? !params : !bias_sums) continue;
+#pragma unroll
+    for (int k = 0; k < NC; k++) red[warp][lane + 32 * k] = q == 0 ? sw[k] : q == 1 ? sb[k] : sd[k];
+    __syncthreads();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+      float t = 0.f;
+      for (int v = 0; v < kRowsPerBlock; v++) t += red[v][c];
+      out[q * C + c] = t;
+    }
+    __syncthreads();  // red is rewritten for the next quantity
+  }
+}
+
+// (C > 1024) partial[chunk][0..C) = sum over the chunk's rows of dy * x_hat, [C..2C) = of dy (the
+// fused kernel's layout, rows of 3 C).
 __global__ void __launch_bounds__(kColumnThreads)
     layernorm_param_partial_kernel(float* __restrict__ partial, const float* __restrict__ dy,
                                    const float* __restrict__ x, const float* __restrict__ mean,
@@ -126,22 +207,24 @@ __global__ void __launch_bounds__(kColumnThreads)
     sw += g * ((x[r * C + c] - mean[r]) * rstd[r]);
     sb += g;
   }
-  partial[int64_t(blockIdx.y) * 2 * C + c] = sw;
-  partial[int64_t(blockIdx.y) * 2 * C + C + c] = sb;
+  partial[int64_t(blockIdx.y) * 3 * C + c] = sw;
+  partial[int64_t(blockIdx.y) * 3 * C + C + c] = sb;
 }
 
+// dw, db, dbias (each may be null) += the chunks' partial sums, chunk by chunk in double.
 __global__ void __launch_bounds__(kColumnThreads)
-    layernorm_param_reduce_kernel(float* __restrict__ dw, float* __restrict__ db,
-                                  const float* __restrict__ partial, int chunks, int C) {
+    layernorm_reduce_kernel(float* __restrict__ dw, float* __restrict__ db, float* __restrict__ dbias,
+                            const float* __restrict__ partial, int chunks, int C) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
-  double sw = 0, sb = 0;
+  double sw = 0, sb = 0, sd = 0;
   for (int k = 0; k < chunks; k++) {
-    sw += partial[int64_t(k) * 2 * C + c];
-    sb += partial[int64_t(k) * 2 * C + C + c];
+    const float* row = partial + int64_t(k) * 3 * C;
+    if (dw) sw += row[c], sb += row[C + c];
+    if (dbias) sd += row[2 * C + c];
   }
-  dw[c] += float(sw);
-  db[c] += float(sb);
+  if (dw) dw[c] += float(sw), db[c] += float(sb);
+  if (dbias) dbias[c] += float(sd);
 }
 
 void check_rows(int64_t N, int64_t C, const char* what) {
@@ -192,34 +275,78 @@ void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* 
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
-int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) { return 2 * C * ((N + kChunkRows - 1) / kChunkRows); }
+namespace {
+int64_t g_max_fused = 32 * kMaxColsPerLane;  // layernorm_backward_set_max_fused
+}  // namespace
+bool layernorm_backward_fused(int64_t C) { return C >= 1 && C <= g_max_fused; }
+void layernorm_backward_set_max_fused(int64_t C) { g_max_fused = std::min<int64_t>(C, 32 * kMaxColsPerLane); }
+
+int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) {
+  return std::max<int64_t>(3 * C * ((N + kChunkRows - 1) / kChunkRows), bias_backward_scratch_floats(N, C));
+}
+
+namespace {
+template <int NC>
+void launch_fused(float* dx, const BranchGrad& br, const DropArgs& d, float* partial, const float* dy, const float* x,
+                  const float* w, const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate,
+                  bool params, cudaStream_t stream) {
+  layernorm_backward_fused_kernel<NC><<<ceil_div(N, kChunkRows), 32 * kRowsPerBlock, 0, stream>>>(
+      dx, br.dx, br.dx16, partial, dy, x, w, mean, rstd, N, int(C), accumulate, params, br.dbias != nullptr, d.p,
+      d.scale, d.site, d.keys);
+  XLIR_CUDA_LAUNCH_CHECK();
+}
+}  // namespace
 
 void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                         const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
-                        cudaStream_t stream, float* dxd, __nv_bfloat16* dxd16, const RowDropout& drop) {
+                        cudaStream_t stream, const BranchGrad& branch) {
   check_rows(N, C, "cuda layernorm_backward");
   XLIR_CHECK(dx && dy && x && w && mean && rstd, "cuda layernorm_backward: null pointer");
   XLIR_CHECK((dw == nullptr) == (db == nullptr), "cuda layernorm_backward: dw and db must both be given or both null");
-  XLIR_CHECK(!dw || scratch, "cuda layernorm_backward: parameter gradients need scratch (layernorm_backward_scratch_floats)");
-  const bool branch = dxd || dxd16;
-  XLIR_CHECK(!branch || !accumulate, "cuda layernorm_backward: the dropped branch gradient needs accumulate = false");
-  XLIR_CHECK(!branch || (static_cast<void*>(dxd) != dx && static_cast<const void*>(dxd) != dy &&
-                         static_cast<void*>(dxd16) != dx && static_cast<const void*>(dxd16) != dy),
+  const bool has_branch = branch.dx || branch.dx16 || branch.dbias, fused = layernorm_backward_fused(C);
+  XLIR_CHECK(!(dw || branch.dbias) || scratch,
+             "cuda layernorm_backward: column sums need scratch (layernorm_backward_scratch_floats)");
+  XLIR_CHECK(!has_branch || !accumulate, "cuda layernorm_backward: the dropped branch gradient needs accumulate = false");
+  XLIR_CHECK(!has_branch || (static_cast<void*>(branch.dx) != dx && static_cast<const void*>(branch.dx) != dy &&
+                             static_cast<void*>(branch.dx16) != dx && static_cast<const void*>(branch.dx16) != dy),
              "cuda layernorm_backward: the branch gradient must not alias dx or dy");
-  const DropArgs d = drop_args(branch ? drop : RowDropout{}, "cuda layernorm_backward");
+  XLIR_CHECK(fused || !branch.dbias || branch.dx,
+             "cuda layernorm_backward: with C = " << C << " > " << 32 * kMaxColsPerLane
+                                                  << ", the branch's dbias is summed from branch.dx, which must be given");
+  const DropArgs d = drop_args(has_branch ? branch.drop : RowDropout{}, "cuda layernorm_backward");
   if (N == 0) return;
-  layernorm_backward_dx_kernel<<<ceil_div(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(
-      dx, dxd, dxd16, dy, x, w, mean, rstd, N, int(C), accumulate, d.p, d.scale, d.site, d.keys);
-  XLIR_CUDA_LAUNCH_CHECK();
-  if (!dw) return;
   const int chunks = ceil_div(N, kChunkRows);
   XLIR_CHECK(chunks < 65536, "cuda layernorm_backward: " << N << " rows exceed " << 65535 * kChunkRows);
-  layernorm_param_partial_kernel<<<dim3(ceil_div(C, kColumnThreads), chunks), kColumnThreads, 0, stream>>>(
-      scratch, dy, x, mean, rstd, N, int(C));
+  if (fused) {
+    // The smallest register tile that holds the row: 8, 16, 24 or 32 columns per lane.
+    const bool params = dw != nullptr;
+    switch ((C + 255) / 256) {
+      case 1: launch_fused<8>(dx, branch, d, scratch, dy, x, w, mean, rstd, N, C, accumulate, params, stream); break;
+      case 2: launch_fused<16>(dx, branch, d, scratch, dy, x, w, mean, rstd, N, C, accumulate, params, stream); break;
+      case 3: launch_fused<24>(dx, branch, d, scratch, dy, x, w, mean, rstd, N, C, accumulate, params, stream); break;
+      default: launch_fused<32>(dx, branch, d, scratch, dy, x, w, mean, rstd, N, C, accumulate, params, stream);
+    }
+    if (params || branch.dbias) {
+      layernorm_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dw, db, branch.dbias, scratch,
+                                                                                        chunks, int(C));
+      XLIR_CUDA_LAUNCH_CHECK();
+    }
+    return;
+  }
+  // Wide rows: the row kernel, then the column sums in passes of their own.
+  layernorm_backward_dx_kernel<<<ceil_div(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(
+      dx, branch.dx, branch.dx16, dy, x, w, mean, rstd, N, int(C), accumulate, d.p, d.scale, d.site, d.keys);
   XLIR_CUDA_LAUNCH_CHECK();
-  layernorm_param_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dw, db, scratch, chunks,
-                                                                                           int(C));
-  XLIR_CUDA_LAUNCH_CHECK();
+  if (dw) {
+    layernorm_param_partial_kernel<<<dim3(ceil_div(C, kColumnThreads), chunks), kColumnThreads, 0, stream>>>(
+        scratch, dy, x, mean, rstd, N, int(C));
+    XLIR_CUDA_LAUNCH_CHECK();
+    layernorm_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dw, db, nullptr, scratch,
+                                                                                      chunks, int(C));
+    XLIR_CUDA_LAUNCH_CHECK();
+  }
+  // After the reduce in stream order, so the scratch is free again.
+  if (branch.dbias) bias_backward(branch.dbias, branch.dx, N, C, scratch, stream);
 }
 
 }  // namespace cuda

@@ -38,16 +38,32 @@ void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* 
                                  const float* beta, int64_t T, int64_t C, float eps, cudaStream_t stream,
                                  const RowDropout& drop = {});
 
+// The residual branch that fed a LayerNorm through a dropout (x = dropout(branch) + residual): its
+// gradient dropout(dx), written by layernorm_backward in the same pass as dx.
+struct BranchGrad {
+  float* dx = nullptr;            // dropout(dx), fp32 (may be null)
+  __nv_bfloat16* dx16 = nullptr;  // its bf16 copy, the next bf16 product's operand (may be null)
+  float* dbias = nullptr;         // += its column sums: the bias gradient of the product that made the branch
+  RowDropout drop;
+};
+
+// True when layernorm_backward computes every column sum (dw, db, the branch's dbias) in the pass
+// that writes dx (C <= 1024: a lane keeps up to 32 columns in registers). Otherwise dw and db take a
+// second pass over dy and x, and a branch's dbias needs branch.dx to sum.
+bool layernorm_backward_fused(int64_t C);
+// Benchmarks and tests: fuse only rows of at most C columns (0: never; at most 1024). Not thread-safe;
+// set it before any backward runs.
+void layernorm_backward_set_max_fused(int64_t C);
 // Scratch (floats) that layernorm_backward needs for N rows of C.
 int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C);
 // dx (= or +=) from dy; dw, db += (both null for frozen parameters).
-// Optionally, in the same pass, the gradient of the residual branch that fed this LayerNorm through a
-// dropout: dxd = dropout(dx) and/or its bf16 copy dxd16 (the next bf16 product's operand). These need
-// accumulate = false and must not alias dx or dy.
+// Optionally (branch), in the same pass, the gradient of the residual branch: see BranchGrad. It
+// needs accumulate = false, and its outputs must not alias dx or dy.
+// Column sums are deterministic: in a fixed order within each 64-row chunk, then the chunks in
+// order in double; no atomics.
 void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                         const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
-                        cudaStream_t stream, float* dxd = nullptr, __nv_bfloat16* dxd16 = nullptr,
-                        const RowDropout& drop = {});
+                        cudaStream_t stream, const BranchGrad& branch = {});
 
 }  // namespace cuda
 }  // namespace xlir

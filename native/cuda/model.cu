@@ -90,9 +90,11 @@ struct CudaOps {
   int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) { return cuda::layernorm_backward_scratch_floats(N, C); }
   void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                           const float* mean, const float* rstd, int64_t N, int64_t C, bool accumulate, float* scratch,
-                          float* dxd, bf16* dxd16, const RowDropout& drop) {
-    cuda::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, N, C, accumulate, scratch, stream, dxd, dxd16, drop);
+                          float* dxd, bf16* dxd16, float* dbias, const RowDropout& drop) {
+    cuda::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, N, C, accumulate, scratch, stream,
+                             cuda::BranchGrad{dxd, dxd16, dbias, drop});
   }
+  bool layernorm_backward_sums_fused(int64_t C) { return cuda::layernorm_backward_fused(C); }
   void dropout_rows(float* y, const float* x, int64_t N, int64_t C, float p, uint64_t site, const uint64_t* keys) {
     cuda::dropout_rows(y, x, N, C, p, site, keys, stream);
   }

@@ -364,7 +364,7 @@ static void bench_layernorm(const Packed& pb) {
   Buf<float> a(nTC), b(nTC), x(nTC), y(nTC), mean(nT), rstd(nT), w(nC), beta(nC), dy(nTC), dx(nTC), dw(nC), db(nC),
       scratch(size_t(cuda::layernorm_backward_scratch_floats(T, C)));
   Buf<__nv_bfloat16> y16(nTC), dxd16(nTC);
-  Buf<float> dxd(nTC);
+  Buf<float> dbias(nC), dxd(nTC);
   Buf<uint64_t> keys(nT);
   std::vector<uint64_t> kh(nT);
   for (size_t t = 0; t < nT; t++) kh[t] = 0x9E3779B97F4A7C15ULL * (t + 1);
@@ -381,16 +381,31 @@ static void bench_layernorm(const Packed& pb) {
     cuda::residual_layernorm_forward(x.p, y.p, y16.p, mean.p, rstd.p, a.p, b.p, w.p, beta.p, T, C, 1e-5f, g_stream,
                                      drop);
   });
-  // Bytes: read dy, x; write dx (accumulate = false); dw, db partial sums are [T/64, C].
+  // Bytes: read dy, x; write dx (accumulate = false); dw, db partial sums are [T/64, C], summed in
+  // the same pass for C <= 1024.
   bench("LayerNorm backward", shape, Limit::Dram, TC * (4 + 4 + 4), [&] {
     cuda::layernorm_backward(dx.p, dw.p, db.p, dy.p, x.p, w.p, mean.p, rstd.p, T, C, false, scratch.p, g_stream);
   });
-  // As the encoder's bf16 backward runs it: also the branch's gradient after dropout, fp32 (bias
-  // gradient) and bf16 (the products): read dy, x; write dx, dxd, dxd16.
-  bench("LayerNorm backward + dropped branch (bf16 copy)", shape + ", p 0.1", Limit::Dram, TC * (4 + 4 + 4 + 4 + 2), [&] {
-    cuda::layernorm_backward(dx.p, dw.p, db.p, dy.p, x.p, w.p, mean.p, rstd.p, T, C, false, scratch.p, g_stream, dxd.p,
-                             dxd16.p, drop);
+  // As the encoder's bf16 backward runs it: also the branch's gradient after dropout as bf16 (the
+  // products' operand) and its column sums (the branch's bias gradient): read dy, x; write dx, dxd16.
+  bench("LayerNorm backward + dropped branch (bf16 copy, bias sums)", shape + ", p 0.1", Limit::Dram,
+        TC * (4 + 4 + 4 + 2), [&] {
+          cuda::layernorm_backward(dx.p, dw.p, db.p, dy.p, x.p, w.p, mean.p, rstd.p, T, C, false, scratch.p, g_stream,
+                                   cuda::BranchGrad{nullptr, dxd16.p, dbias.p, drop});
+        });
+  // The same two without the fused column sums (the row kernel, then passes over dy and x for dw, db
+  // and over the fp32 branch gradient for its bias), which rows wider than 1024 use: the GPU decides
+  // whether holding a row in registers (fewer warps per SM) pays for the bytes it saves.
+  cuda::layernorm_backward_set_max_fused(0);
+  bench("LayerNorm backward, column sums unfused", shape, Limit::Dram, TC * (4 + 4 + 4 + 4 + 4), [&] {
+    cuda::layernorm_backward(dx.p, dw.p, db.p, dy.p, x.p, w.p, mean.p, rstd.p, T, C, false, scratch.p, g_stream);
   });
+  bench("LayerNorm backward + dropped branch, column sums unfused", shape + ", p 0.1", Limit::Dram,
+        TC * (4 + 4 + 4 + 4 + 2 + 4 + 4 + 4), [&] {
+          cuda::layernorm_backward(dx.p, dw.p, db.p, dy.p, x.p, w.p, mean.p, rstd.p, T, C, false, scratch.p, g_stream,
+                                   cuda::BranchGrad{dxd.p, dxd16.p, dbias.p, drop});
+        });
+  cuda::layernorm_backward_set_max_fused(1024);
 
   Buf<float> word(size_t(kVocab * C)), pos(size_t(kMaxPos * C)), type(nC);
   Buf<int32_t> ids(nT), pos_ids(nT), type_ids(nT);

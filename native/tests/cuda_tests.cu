@@ -379,7 +379,12 @@ static void test_embedding_layernorm() {
 // ---------------------------------------------------------------------------------------------
 static void test_residual_layernorm() {
   std::mt19937 rng(3);
-  for (int64_t C : {768, 100}) {
+  // 768 and 1024: BERT base and large; 100, 300: other register tiles of the fused backward and a
+  // partial last one; 1100: wider than it fuses (the row kernel and separate column-sum passes).
+  // 768 once more with the fusion off (-768): the path of wide rows at the model's width.
+  for (int64_t Cs : {768, 100, 300, 1024, 1100, -768}) {
+    const int64_t C = Cs < 0 ? -Cs : Cs;
+    cuda::layernorm_backward_set_max_fused(Cs < 0 ? 0 : 1024);
     const int64_t N = 150;
     Vec a = randn(size_t(N * C), rng, 2.f), b2 = randn(size_t(N * C), rng), w = randn(size_t(C), rng, 0.2f),
         beta = randn(size_t(C), rng);
@@ -389,7 +394,7 @@ static void test_residual_layernorm() {
     layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), beta.data(), N, C, 1e-12f);
     Dev<float> da(a), db2(b2), dw(w), dbeta(beta), dx(size_t(N * C)), dy(size_t(N * C)), dmean(static_cast<size_t>(N)), drstd(static_cast<size_t>(N));
     cuda::residual_layernorm_forward(dx.p, dy.p, nullptr, dmean.p, drstd.p, da.p, db2.p, dw.p, dbeta.p, N, C, 1e-12f, g_stream);
-    const std::string tag = "residual + LayerNorm C=" + std::to_string(C);
+    const std::string tag = "residual + LayerNorm C=" + std::to_string(C) + (Cs < 0 ? " (unfused)" : "");
     report_count(tag + " residual sum equals the CPU bit for bit", count_bits_differ(dx.get(), x));
     // fp32 two-pass statistics over C <= 768 vs double: relative ~1e-7.
     report(tag + " forward y vs CPU", rel_err(dy.get(), y), 1e-6);
@@ -439,8 +444,10 @@ static void test_residual_layernorm() {
     Dev<float> ugx(size_t(N * C)), fgx(size_t(N * C)), fgd(size_t(N * C)), ugw(w0), ugb(b0), fgw(w0), fgb(b0);
     Dev<uint16_t> fgd16(size_t(N * C));
     cuda::layernorm_backward(ugx.p, ugw.p, ugb.p, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, scratch.p, g_stream);
+    Vec bias0 = randn(size_t(C), rng);
+    Dev<float> fdb(bias0);
     cuda::layernorm_backward(fgx.p, fgw.p, fgb.p, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, scratch.p, g_stream,
-                             fgd.p, bf(fgd16), drop);
+                             cuda::BranchGrad{fgd.p, bf(fgd16), fdb.p, drop});
     const Vec ugxv = ugx.get();
     Vec want_d(size_t(N * C));
     dropout_rows(want_d.data(), ugxv.data(), N, C, drop.p, drop.site, keys.data());
@@ -451,24 +458,37 @@ static void test_residual_layernorm() {
     report_count(tag + " backward branch gradient = dropout_rows(dx) bit for bit", count_bits_differ(fgdv, want_d));
     report_count(tag + " backward branch gradient's bf16 copy", count_bits_differ(from_bf16_host(fgd16.get()),
                                                                                 from_bf16_host(to_bf16_host(fgdv))));
+    // The branch's bias gradient (+=): column sums over N = 150 rows, in the fused kernel's order
+    // (8 rows per warp, the warps, then the chunks in double) vs the CPU's: 1e-5.
+    Vec want_db(bias0);
+    bias_backward(want_db.data(), want_d.data(), N, C);
+    report(tag + " backward branch bias gradient (+=) vs CPU", rel_err(fdb.get(), want_db), 1e-5);
+    report_count(tag + (Cs > 0 && C <= 1024 ? " sums fused" : " sums in passes of their own"),
+                 cuda::layernorm_backward_fused(C) == (Cs > 0 && C <= 1024) ? 0 : 1);
     // Only the bf16 copy (fp32 branch null), and p = 0 (a copy of dx).
     Dev<uint16_t> only16(size_t(N * C));
     cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, nullptr, g_stream,
-                             nullptr, bf(only16), drop);
+                             cuda::BranchGrad{nullptr, bf(only16), nullptr, drop});
     report_count(tag + " backward: the branch's bf16 copy alone", count_bits_differ(from_bf16_host(only16.get()),
                                                                                   from_bf16_host(to_bf16_host(want_d))));
     cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, nullptr, g_stream,
-                             fgd.p, nullptr, RowDropout{});
+                             cuda::BranchGrad{fgd.p, nullptr, nullptr, RowDropout{}});
     report_count(tag + " backward: branch with p = 0 is dx", count_bits_differ(fgd.get(), ugxv));
     report_count(tag + " backward: branch with accumulate is refused", refused([&] {
       cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, true, nullptr, g_stream,
-                               fgd.p, nullptr, drop);
+                               cuda::BranchGrad{fgd.p, nullptr, nullptr, drop});
     }, "accumulate = false"));
     report_count(tag + " backward: branch aliasing dy is refused", refused([&] {
       cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, nullptr, g_stream,
-                               dg.p, nullptr, drop);
+                               cuda::BranchGrad{dg.p, nullptr, nullptr, drop});
     }, "must not alias"));
+    if (!cuda::layernorm_backward_fused(C))
+      report_count(tag + " backward: an unfused row's branch dbias without branch.dx is refused", refused([&] {
+        cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, scratch.p,
+                                 g_stream, cuda::BranchGrad{nullptr, bf(only16), fdb.p, drop});
+      }, "must be given"));
   }
+  cuda::layernorm_backward_set_max_fused(1024);
 }
 
 // ---------------------------------------------------------------------------------------------
