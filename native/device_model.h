@@ -222,8 +222,8 @@ class DeviceModel final : public DeviceBackend {
       }
       ops_.gemm(linear_bwd_x_desc(T, H, F, 0.f), dY, wt(w.o_w), dffn, bf_);
       // GELU backward (and the bias gradient's column sums) in one pass. bf16 mode: only the bf16
-      // copy of the gradient is written, all the two products below read (y16 is free again: the
-      // products above have read it, in stream order).
+      // copy of the gradient is written, which is all the two products below read (y16 is free
+      // again: the products above have read it, in stream order).
       ops_.bias_gelu_backward(bf_ ? nullptr : dffn, bf_ ? y16 : nullptr, tr ? G_ + w.i_b : nullptr, dffn, a.pre, T, F,
                               scr);
       dY = bf_ ? static_cast<const void*>(y16) : dffn;
@@ -347,14 +347,14 @@ class DeviceModel final : public DeviceBackend {
     ops_.linear(in(xs_[l], xs16_[l]), wt(w.qkv_w), W_ + w.qkv_b, a.qkv, T, 3 * H, H, bf_);
     ops_.attention_forward(a.ctx, bf_ ? a.ctx16 : nullptr, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap,
                            site_key(seed, l, 0), a_.seq_keys, bf_);
-    // r1 = x + dropout(ctx Wao^T + b): the bias in the product, dropout in place, the residual
-    // add in the LayerNorm kernel.
+    // r1 = x + dropout(ctx Wao^T + b): the bias in the product, the dropout and the residual add in
+    // the LayerNorm kernel.
     ops_.linear(in(a.ctx, a.ctx16), wt(w.ao_w), W_ + w.ao_b, a_.tmp, T, H, H, bf_);
     ops_.residual_layernorm_forward(a.r1, a.a1, bf_ ? a.a116 : nullptr, a.mean1, a.rstd1, a_.tmp, xs_[l], W_ + w.ln1_w,
                                     W_ + w.ln1_b, T, H, c.ln_eps, RowDropout{hp, site_key(seed, l, 1), a_.tok_keys});
-    // FFN: pre = a1 Wi^T + bi is kept (backward's GELU derivative and recompute read it); the
-    // GELU output is scratch, recomputed by backward: fp32 in fp32 mode, only its bf16 copy in
-    // bf16 mode (the one thing the next product reads).
+    // FFN: pre = a1 Wi^T + bi is kept (backward's GELU derivative reads it). The GELU output: in
+    // fp32 mode scratch that backward recomputes; in bf16 mode only its bf16 copy (all the next
+    // product reads), kept per layer for the backward's product (half the bytes of recomputing).
     ops_.linear(in(a.a1, a.a116), wt(w.i_w), W_ + w.i_b, a.pre, T, F, H, bf_);
     ops_.bias_gelu_forward(nullptr, bf_ ? nullptr : a_.gel, bf_ ? a.gel16 : nullptr, a.pre, nullptr, T, F);
     ops_.linear(in(a_.gel, a.gel16), wt(w.o_w), W_ + w.o_b, a_.tmp, T, H, F, bf_);
@@ -467,7 +467,9 @@ class DeviceModel final : public DeviceBackend {
                                     ops_.attention_backward_scratch_floats(T, c.heads), int64_t(1)});
       a.red = f(red);  // reductions of the backward ops, one at a time
       if (keep) {
-        a.dh = f(T * H), a.dtmp = f(T * H), a.dbr = f(T * H), a.dqkv = f(T * 3 * H), a.dffn = f(T * F);
+        // dbr (a branch gradient in fp32): see branch_fp32 in backward().
+        const bool dbr = !bf || !ops_.layernorm_backward_sums_fused(H);
+        a.dh = f(T * H), a.dtmp = f(T * H), a.dbr = dbr ? f(T * H) : nullptr, a.dqkv = f(T * 3 * H), a.dffn = f(T * F);
         a.y16 = h16(T * std::max(3 * H, F));
       } else {
         a.dh = a.dtmp = a.dbr = a.dqkv = a.dffn = nullptr;

@@ -2,6 +2,9 @@
 // Forward: a warp per row, 8 rows per block; three passes over the row (sum; squared deviations;
 // output) read x from L1/L2 after the first, which keeps the kernel generic in C and exact in the
 // two-pass variance (no E[x^2] - E[x]^2 cancellation; BERT's eps is 1e-12).
+// Backward (C <= 1024): one pass, a block per 64-row chunk holding each row in registers, writing dx
+// (and the dropped branch gradient) and the chunk's column sums; a small kernel adds the chunks.
+// Wider rows: a warp per row for dx, then column passes over dy and x for dw and db.
 #include <algorithm>
 
 #include "activation.cuh"  // bias_backward, for rows too wide for the fused backward
