@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   __shared__ float red[kRowsPerBlock][32 * NC];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t r0 = int64_t(blockIdx.x) * kChunkRows, r1 = min(N, r0 + kChunkRows);
-  const bool branch = dxd || dxd16;
+  const bool branch = dxd || dxd16 || bias_sums;
   float sw[NC], sb[NC], sd[NC];
 #pragma unroll
   for (int k = 0; k < NC; k++) sw[k] = sb[k] = sd[k] = 0.f;

@@ -463,6 +463,12 @@ static void test_residual_layernorm() {
     Vec want_db(bias0);
     bias_backward(want_db.data(), want_d.data(), N, C);
     report(tag + " backward branch bias gradient (+=) vs CPU", rel_err(fdb.get(), want_db), 1e-5);
+    if (cuda::layernorm_backward_fused(C)) {  // the bias sums alone: the same sums
+      Dev<float> only_db(bias0);
+      cuda::layernorm_backward(fgx.p, nullptr, nullptr, dg.p, dx.p, dw.p, dmean.p, drstd.p, N, C, false, scratch.p,
+                               g_stream, cuda::BranchGrad{nullptr, nullptr, only_db.p, drop});
+      report_count(tag + " backward: the branch's bias sums alone are the same", count_bits_differ(only_db.get(), fdb.get()));
+    }
     report_count(tag + (Cs > 0 && C <= 1024 ? " sums fused" : " sums in passes of their own"),
                  cuda::layernorm_backward_fused(C) == (Cs > 0 && C <= 1024) ? 0 : 1);
     // Only the bf16 copy (fp32 branch null), and p = 0 (a copy of dx).
