@@ -198,9 +198,7 @@ class DeviceModel final : public DeviceBackend {
     const std::vector<char> below = host_.trains_at_or_below();  // stop where nothing trains
     // bf16 mode: a gradient that feeds two products (dW and dX) is in y16 as bf16, written by the
     // kernel that produces the gradient (LayerNorm backward, GELU backward, attention backward).
-    // The branch gradients after the LayerNorms are needed in fp32 only by fp32 products, or where
-    // the back end sums the bias gradient from them in a pass of its own (rows wider than it fuses).
-    const bool branch_fp32 = !bf_ || !ops_.layernorm_backward_sums_fused(H);
+    // dbr, the branch gradient after a LayerNorm in fp32, exists only where it is needed (plan()).
     for (int64_t l = c.layers - 1; l >= 0; l--) {
       if (!below[size_t(l + 1)]) return;
       if (recompute_) layer_forward(l);
@@ -211,7 +209,7 @@ class DeviceModel final : public DeviceBackend {
       // branch's gradient after its dropout (fp32 in dbr for fp32 products, else its bf16 copy in
       // y16) and its column sums, the FFN output bias gradient.
       ops_.layernorm_backward(dtmp, tr ? G_ + w.ln2_w : nullptr, tr ? G_ + w.ln2_b : nullptr, dh, a.r2, W_ + w.ln2_w,
-                              a.mean2, a.rstd2, T, H, false, scr, branch_fp32 ? dbr : nullptr, bf_ ? y16 : nullptr,
+                              a.mean2, a.rstd2, T, H, false, scr, dbr, bf_ ? y16 : nullptr,
                               tr ? G_ + w.o_b : nullptr, RowDropout{hp, site_key(seed, l, 2), a_.tok_keys});
       // FFN output product: dWo += dY^T gelu(pre), dffn = dY Wo.
       const void* dY = bf_ ? static_cast<const void*>(y16) : dbr;
@@ -232,7 +230,7 @@ class DeviceModel final : public DeviceBackend {
       // LayerNorm 1 backward: dh = dr1, and the attention branch's gradient after its dropout with
       // its column sums (the attention output bias gradient).
       ops_.layernorm_backward(dh, tr ? G_ + w.ln1_w : nullptr, tr ? G_ + w.ln1_b : nullptr, dtmp, a.r1, W_ + w.ln1_w,
-                              a.mean1, a.rstd1, T, H, false, scr, branch_fp32 ? dbr : nullptr, bf_ ? y16 : nullptr,
+                              a.mean1, a.rstd1, T, H, false, scr, dbr, bf_ ? y16 : nullptr,
                               tr ? G_ + w.ao_b : nullptr, RowDropout{hp, site_key(seed, l, 1), a_.tok_keys});
       dY = bf_ ? static_cast<const void*>(y16) : dbr;
       if (tr) ops_.gemm(linear_bwd_w_desc(T, H, H), dY, in(a.ctx, a.ctx16), G_ + w.ao_w, bf_);
@@ -467,7 +465,8 @@ class DeviceModel final : public DeviceBackend {
                                     ops_.attention_backward_scratch_floats(T, c.heads), int64_t(1)});
       a.red = f(red);  // reductions of the backward ops, one at a time
       if (keep) {
-        // dbr (a branch gradient in fp32): see branch_fp32 in backward().
+        // dbr, a branch gradient after a LayerNorm in fp32: read by fp32 products, or by the bias
+        // sums where the back end does not fuse them into the LayerNorm backward (wide rows).
         const bool dbr = !bf || !ops_.layernorm_backward_sums_fused(H);
         a.dh = f(T * H), a.dtmp = f(T * H), a.dbr = dbr ? f(T * H) : nullptr, a.dqkv = f(T * 3 * H), a.dffn = f(T * F);
         a.y16 = h16(T * std::max(3 * H, F));

@@ -284,9 +284,8 @@ int64_t g_max_fused = 32 * kMaxColsPerLane;  // layernorm_backward_set_max_fused
 bool layernorm_backward_fused(int64_t C) { return C >= 1 && C <= g_max_fused; }
 void layernorm_backward_set_max_fused(int64_t C) { g_max_fused = std::min<int64_t>(C, 32 * kMaxColsPerLane); }
 
-int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) {
-  return std::max<int64_t>(3 * C * ((N + kChunkRows - 1) / kChunkRows), bias_backward_scratch_floats(N, C));
-}
+// [chunks][3 C] partial sums; also more than the C floats per chunk of bias_backward (wide rows).
+int64_t layernorm_backward_scratch_floats(int64_t N, int64_t C) { return 3 * C * ((N + kChunkRows - 1) / kChunkRows); }
 
 namespace {
 template <int NC>
