@@ -236,13 +236,12 @@ class DeviceModel final : public DeviceBackend {
       if (tr) ops_.gemm(linear_bwd_w_desc(T, H, H), dY, in(a.ctx, a.ctx16), G_ + w.ao_w, bf_);
       float* dctx = dffn;  // [T, H] fits in [T, F]
       ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
-      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, dctx, a.ctx, a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads,
-                              ap, site_key(seed, l, 0), a_.seq_keys, scr, bf_);
+      // Attention backward with the QKV bias gradient's column sums (without an fp32 dqkv in bf16
+      // mode where the back end sums them in its kernels: dqkv is null then, see plan()).
+      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, tr ? G_ + w.qkv_b : nullptr, dctx, a.ctx, a.lse, a.qkv,
+                              a_.off32, B, max_len_, T, H, c.heads, ap, site_key(seed, l, 0), a_.seq_keys, scr, bf_);
       dY = bf_ ? static_cast<const void*>(y16) : dqkv;
-      if (tr) {
-        ops_.gemm(linear_bwd_w_desc(T, 3 * H, H), dY, in(xs_[l], xs16_[l]), G_ + w.qkv_w, bf_);
-        ops_.bias_backward(G_ + w.qkv_b, dqkv, T, 3 * H, scr);
-      }
+      if (tr) ops_.gemm(linear_bwd_w_desc(T, 3 * H, H), dY, in(xs_[l], xs16_[l]), G_ + w.qkv_w, bf_);
       if (below[size_t(l)]) ops_.gemm(linear_bwd_x_desc(T, 3 * H, H, 1.f), dY, wt(w.qkv_w), dh, bf_);  // dx = dr1 + ...
     }
     if (!below[0]) return;
@@ -462,13 +461,16 @@ class DeviceModel final : public DeviceBackend {
       a.d1 = f(B * D), a.d2 = f(B * H), a.dz = f(B * H);
       const int64_t red = std::max({ops_.layernorm_backward_scratch_floats(std::max(T, B), H),
                                     ops_.bias_backward_scratch_floats(std::max(T, B), std::max({3 * H, F, D})),
-                                    ops_.attention_backward_scratch_floats(T, c.heads), int64_t(1)});
+                                    ops_.attention_backward_scratch_floats(T, B, H, c.heads), int64_t(1)});
       a.red = f(red);  // reductions of the backward ops, one at a time
       if (keep) {
         // dbr, a branch gradient after a LayerNorm in fp32: read by fp32 products, or by the bias
         // sums where the back end does not fuse them into the LayerNorm backward (wide rows).
         const bool dbr = !bf || !ops_.layernorm_backward_sums_fused(H);
-        a.dh = f(T * H), a.dtmp = f(T * H), a.dbr = dbr ? f(T * H) : nullptr, a.dqkv = f(T * 3 * H), a.dffn = f(T * F);
+        // dqkv in fp32: read by fp32 products, or by the bias sums where attention does not fuse them.
+        const bool dqkv = !bf || !ops_.attention_backward_sums_fused(bf, H, c.heads);
+        a.dh = f(T * H), a.dtmp = f(T * H), a.dbr = dbr ? f(T * H) : nullptr;
+        a.dqkv = dqkv ? f(T * 3 * H) : nullptr, a.dffn = f(T * F);
         a.y16 = h16(T * std::max(3 * H, F));
       } else {
         a.dh = a.dtmp = a.dbr = a.dqkv = a.dffn = nullptr;

@@ -137,7 +137,14 @@ void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C, float* s
   column_partial_kernel<<<dim3(ceil_div(C, kColumnThreads), chunks), kColumnThreads, 0, stream>>>(scratch, dy, N,
                                                                                             int(C));
   XLIR_CUDA_LAUNCH_CHECK();
-  column_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dbias, scratch, chunks, int(C));
+  column_reduce(dbias, scratch, chunks, C, stream);
+}
+
+void column_reduce(float* dbias, const float* partial, int64_t parts, int64_t C, cudaStream_t stream) {
+  check_shape(parts, C, "cuda column_reduce");
+  XLIR_CHECK(dbias && (parts == 0 || partial), "cuda column_reduce: null pointer");
+  XLIR_CHECK(parts < (int64_t(1) << 31), "cuda column_reduce: " << parts << " partial rows");
+  column_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dbias, partial, int(parts), int(C));
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
@@ -152,10 +159,7 @@ void bias_gelu_backward(float* dx, __nv_bfloat16* dx16, float* dbias, const floa
   gelu_backward_kernel<<<dim3(ceil_div(C, kColumnThreads), chunks), kColumnThreads, 0, stream>>>(
       dx, dx16, dbias ? scratch : nullptr, dy, pre, N, int(C));
   XLIR_CUDA_LAUNCH_CHECK();
-  if (dbias) {
-    column_reduce_kernel<<<ceil_div(C, kColumnThreads), kColumnThreads, 0, stream>>>(dbias, scratch, chunks, int(C));
-    XLIR_CUDA_LAUNCH_CHECK();
-  }
+  if (dbias) column_reduce(dbias, scratch, chunks, C, stream);
 }
 
 void tanh_forward(float* y, const float* x, int64_t n, cudaStream_t stream) {

@@ -30,6 +30,10 @@ void bias_gelu_backward(float* dx, __nv_bfloat16* dx16, float* dbias, const floa
 int64_t bias_backward_scratch_floats(int64_t N, int64_t C);
 // dbias[C] += column sums of dy[N, C].
 void bias_backward(float* dbias, const float* dy, int64_t N, int64_t C, float* scratch, cudaStream_t stream);
+// dbias[C] += sum over k of partial[k][C], each column in k order in double: the last step of the
+// column sums above, for kernels that leave their own partial sums (attention_tc.cuh's bias
+// gradient).
+void column_reduce(float* dbias, const float* partial, int64_t parts, int64_t C, cudaStream_t stream);
 
 void tanh_forward(float* y, const float* x, int64_t n, cudaStream_t stream);
 // dx = dy * (1 - y^2) (dx may alias dy).

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "activation.cuh"
 #include "attention.cuh"
 #include "attention_tc.cuh"
 #include "common.cuh"
@@ -250,13 +251,35 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
+// The bias gradient's partial sums: one row of 3H floats per 64-row tile of a sequence, at
+// tile_slot = offsets[s] / 64 + s + tile. Distinct tiles get distinct slots (with
+// o = offsets[s], L its length: o / 64 + ceil(L / 64) <= (o + L) / 64 + 1, so a sequence's last slot
+// is below the next one's first), and every slot is below T / 64 + B: the scratch is bounded by the
+// batch, not by B x the longest sequence. Unused slots stay zero (the launcher clears them).
+__device__ __forceinline__ int64_t tile_slot(int start, int s, int tile) {
+  return int64_t(start / kRows) + s + tile;
+}
+// dst[c] = sum over rows r < rows of tile[r][c] (a [64][d+4] fp32 stage), c < d, in row order: a
+// thread per column, consecutive threads on consecutive words (no bank conflicts).
+template <int D>
+__device__ __forceinline__ void tile_column_sums(float* __restrict__ dst, const float* tile, int rows) {
+#pragma unroll 1
+  for (int c = threadIdx.x; c < D; c += kThreads) {
+    float sum = 0.f;
+#pragma unroll 8  // the loads ahead of the (ordered) adds
+    for (int r = 0; r < rows; r++) sum += tile[r * Dims<D>::kLdO + c];
+    dst[c] = sum;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // dq: a block owns 64 queries and streams the keys. Warp w: S = Q_w K^T and dPd = dO_w V^T into
 // shared memory; lanes (two per row) form dS = P (dPd M / (1-p) - D) with P = exp(S - lse), rounded to
 // bf16; dq_w += dS_w K in fragments held across the loop; dq = scale * that.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_tc_dq_kernel(float* __restrict__ dqkv, bf16* __restrict__ dqkv16, const float* __restrict__ dctx,
+    attention_tc_dq_kernel(float* __restrict__ dqkv, bf16* __restrict__ dqkv16, float* __restrict__ bias_part,
+                           const float* __restrict__ dctx,
                            const float* __restrict__ lse,
                            const float* __restrict__ Dsum, const float* __restrict__ qkv,
                            const int32_t* __restrict__ offsets, const uint8_t* __restrict__ key_keep, int H, int nh,
@@ -357,8 +380,13 @@ __global__ void __launch_bounds__(kThreads)
     if (ii >= L) continue;
     const int64_t o = (int64_t(start) + ii) * row3 + int64_t(h) * D + c;
     const float v = stage[rr * Dm::kLdO + c];
-    dqkv[o] = v;
+    if (dqkv) dqkv[o] = v;
     if (dqkv16) dqkv16[o] = to_bf16(v);  // the bf16 products' operand, without a pass over dqkv
+  }
+  if (bias_part) {  // the q bias's column sums over this tile's rows (the block's [64][d+4] stage)
+    __syncthreads();
+    float* dst = bias_part + tile_slot(start, s, blockIdx.x) * row3 + int64_t(h) * D;
+    tile_column_sums<D>(dst, Ss, min(kRows, L - q0));
   }
 #endif
 }
@@ -369,7 +397,8 @@ __global__ void __launch_bounds__(kThreads)
 // The dropout row keys of a query tile (one per query) are hashed once into shared memory.
 template <int D>
 __global__ void __launch_bounds__(kThreads)
-    attention_tc_dkv_kernel(float* __restrict__ dqkv, bf16* __restrict__ dqkv16, const float* __restrict__ dctx,
+    attention_tc_dkv_kernel(float* __restrict__ dqkv, bf16* __restrict__ dqkv16, float* __restrict__ bias_part,
+                            const float* __restrict__ dctx,
                             const float* __restrict__ lse,
                             const float* __restrict__ Dsum, const float* __restrict__ qkv,
                             const int32_t* __restrict__ offsets, const uint8_t* __restrict__ key_keep, int H, int nh,
@@ -485,9 +514,15 @@ __global__ void __launch_bounds__(kThreads)
     if (jj >= L) continue;
     const int64_t o = (int64_t(start) + jj) * row3 + int64_t(h) * D + c;
     const float vk = stage_k[rr * Dm::kLdO + c], vv = stage_v[rr * Dm::kLdO + c];
-    dqkv[o + H] = vk;
-    dqkv[o + 2 * H] = vv;
+    if (dqkv) dqkv[o + H] = vk, dqkv[o + 2 * H] = vv;
     if (dqkv16) dqkv16[o + H] = to_bf16(vk), dqkv16[o + 2 * H] = to_bf16(vv);
+  }
+  if (bias_part) {  // the k and v biases' column sums over this tile's keys
+    __syncthreads();
+    float* dst = bias_part + tile_slot(start, s, blockIdx.x) * row3 + int64_t(h) * D;
+    const int rows = min(kRows, L - k0);
+    tile_column_sums<D>(dst + H, Ss, rows);
+    tile_column_sums<D>(dst + 2 * H, reinterpret_cast<const float*>(Qs), rows);
   }
 #endif
 }
@@ -515,16 +550,19 @@ void forward_d(const AttentionLaunch& l, float* ctx, bf16* ctx16, float* lse, co
 }
 
 template <int D>
-void backward_d(const AttentionLaunch& l, float* dqkv, bf16* dqkv16, const float* dctx, const float* lse, const float* Dsum,
+void backward_d(const AttentionLaunch& l, float* dqkv, bf16* dqkv16, float* bias_part, const float* dctx, const float* lse,
+                const float* Dsum,
                 const float* qkv, const int32_t* offsets, int64_t hidden, int64_t heads, const uint8_t* key_keep, float p,
                 uint64_t site, const uint64_t* seq_keys, cudaStream_t stream) {
   opt_in(attention_tc_dkv_kernel<D>, Dims<D>::kDkv);
   attention_tc_dkv_kernel<D><<<l.grid, kThreads, Dims<D>::kDkv, stream>>>(
-      dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
+      dqkv, dqkv16, bias_part, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site,
+      seq_keys);
   XLIR_CUDA_LAUNCH_CHECK();
   opt_in(attention_tc_dq_kernel<D>, Dims<D>::kDq);
   attention_tc_dq_kernel<D><<<l.grid, kThreads, Dims<D>::kDq, stream>>>(
-      dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site, seq_keys);
+      dqkv, dqkv16, bias_part, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site,
+      seq_keys);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
@@ -564,35 +602,44 @@ void attention_forward_tc(float* ctx, __nv_bfloat16* ctx16, float* lse, const fl
   }
 }
 
-int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t heads) { return T * heads; }
+int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t B, int64_t hidden, int64_t heads) {
+  return T * heads + (T / kRows + B) * 3 * hidden;
+}
 
 void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                            const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                            int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
-                           float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16) {
+                           float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16, float* dbias) {
   const AttentionLaunch l = attention_launch("cuda attention_backward_tc", kRows, attention_tc_supported, kHeadRefusal, qkv,
                                              offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
-  XLIR_CHECK(T == 0 || (dqkv && dctx && ctx && lse && scratch),
-             "cuda attention_backward_tc: null pointer (scratch: attention_backward_tc_scratch_floats)");
+  XLIR_CHECK(T == 0 || ((dqkv || dqkv16) && dctx && ctx && lse && scratch),
+             "cuda attention_backward_tc: null pointer (dctx, ctx, lse, scratch (attention_backward_tc_scratch_floats), "
+             "and dqkv or dqkv16, are needed)");
   if (T == 0) return;
   if (num_seqs == 0 || max_len == 0) {  // no sequence to write the rows: zeros, as the fp32 kernel gives
-    XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv, 0, size_t(T * 3 * hidden) * sizeof(float), stream));
+    if (dqkv) XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv, 0, size_t(T * 3 * hidden) * sizeof(float), stream));
     if (dqkv16) XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv16, 0, size_t(T * 3 * hidden) * sizeof(bf16), stream));
-    return;
+    return;  // and dbias += 0
   }
   float* Dsum = scratch;
+  float* part = dbias ? scratch + T * heads : nullptr;
+  const int64_t parts = T / kRows + num_seqs;  // tile_slot's bound
+  if (part) XLIR_CUDA_CHECK(cudaMemsetAsync(part, 0, size_t(parts * 3 * hidden) * sizeof(float), stream));
   attention_rowdot(Dsum, dctx, ctx, T, heads, l.d, stream);
   switch (l.d) {
     case 32:
-      return backward_d<32>(l, dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
-                               stream);
+      backward_d<32>(l, dqkv, dqkv16, part, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
+                     stream);
+      break;
     case 64:
-      return backward_d<64>(l, dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
-                               stream);
+      backward_d<64>(l, dqkv, dqkv16, part, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
+                     stream);
+      break;
     default:
-      return backward_d<128>(l, dqkv, dqkv16, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
-                                stream);
+      backward_d<128>(l, dqkv, dqkv16, part, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
+                      stream);
   }
+  if (dbias) column_reduce(dbias, part, parts, 3 * hidden, stream);
 }
 
 }  // namespace cuda

@@ -330,7 +330,8 @@ static void bench_attention(const Packed& pb) {
     std::fprintf(stderr, "# attention (tensor cores): not supported on this device, rows skipped\n");
     return;
   }
-  Buf<float> scratch_tc(size_t(cuda::attention_backward_tc_scratch_floats(T, nh)));
+  Buf<float> scratch_tc(size_t(cuda::attention_backward_tc_scratch_floats(T, B, H, nh))), dbias(size_t(3 * H));
+  Buf<__nv_bfloat16> dqkv16(size_t(T * 3 * H));
   const size_t first_tc = g_rows.size();
   bench("attention forward (tensor cores)", shape, Limit::Bf16, fwd, [&] {
     cuda::attention_forward_tc(ctx.p, ctx16.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
@@ -341,6 +342,18 @@ static void bench_attention(const Packed& pb) {
   bench("attention backward (tensor cores)", shape, Limit::Bf16, bwd, [&] {
     cuda::attention_backward_tc(dqkv.p, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
                                 seq_keys.p, scratch_tc.p, g_stream);
+  });
+  // As the bf16 training step calls it: no fp32 dqkv, its bf16 copy and the QKV bias gradient's
+  // sums from the kernels (before: this row's fp32 dqkv, then a bias_backward pass over it).
+  Buf<float> scratch_bias(size_t(cuda::bias_backward_scratch_floats(T, 3 * H)));
+  bench("attention backward (tensor cores) -> fp32 + bf16 dqkv, bias_backward", shape, Limit::Bf16, bwd, [&] {
+    cuda::attention_backward_tc(dqkv.p, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
+                                seq_keys.p, scratch_tc.p, g_stream, dqkv16.p);
+    cuda::bias_backward(dbias.p, dqkv.p, T, 3 * H, scratch_bias.p, g_stream);
+  });
+  bench("attention backward (tensor cores) -> bf16 dqkv + bias sums", shape, Limit::Bf16, bwd, [&] {
+    cuda::attention_backward_tc(nullptr, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
+                                seq_keys.p, scratch_tc.p, g_stream, dqkv16.p, dbias.p);
   });
   // Speed-up over the fp32 rows above, by name (rows left out by --only are skipped).
   auto find = [&](const char* op, size_t from, size_t to) -> const Row* {

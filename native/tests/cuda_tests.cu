@@ -736,29 +736,59 @@ static int64_t count_nonfinite(const Vec& v) {
 
 // Outputs of one tc forward + backward (outputs prefilled with NaN: every row must be written).
 struct TcRun {
-  Vec ctx, lse, dqkv;
+  Vec ctx, lse, dqkv;                   // dqkv empty unless asked for
   std::vector<uint16_t> ctx16, dqkv16;  // dqkv16 empty unless asked for
+  Vec dbias;                            // the bias gradient after += (empty unless a start was given)
+};
+// Which backward outputs a tc run asks for: the fp32 dqkv, its bf16 copy, and the bias gradient's
+// sums (+= onto dbias_start when it is not empty).
+struct TcOutputs {
+  bool dqkv = true, dqkv16 = true;
+  Vec dbias_start;
 };
 static TcRun run_tc(const Vec& qkv, const Vec& dctx, const std::vector<int32_t>& lengths,
                     const std::vector<uint64_t>& keys, const std::vector<uint8_t>* keep, int64_t H, int64_t nh, float p,
-                    bool with_dqkv16 = true) {
+                    const TcOutputs& want = TcOutputs{}) {
   int64_t T = 0, maxL = 0;
   for (auto L : lengths) T += L, maxL = std::max<int64_t>(maxL, L);
   const int64_t B = int64_t(lengths.size());
   Dev<float> dq(qkv), ddc(dctx), dctx_out(Vec(size_t(T * H), NAN)), dlse(Vec(size_t(T * nh), NAN)),
-      ddqkv(Vec(size_t(T * 3 * H), NAN)), dscr(size_t(cuda::attention_backward_tc_scratch_floats(T, nh)));
+      ddqkv(want.dqkv ? Vec(size_t(T * 3 * H), NAN) : Vec()), ddbias(want.dbias_start),
+      dscr(size_t(cuda::attention_backward_tc_scratch_floats(T, B, H, nh)));
   Dev<int32_t> doff(offsets_of(lengths));
   Dev<uint64_t> dkeys(keys);
-  Dev<uint16_t> dctx16(size_t(T * H)), ddqkv16(with_dqkv16 ? size_t(T * 3 * H) : 0);
+  Dev<uint16_t> dctx16(size_t(T * H)), ddqkv16(want.dqkv16 ? size_t(T * 3 * H) : 0);
   Dev<uint8_t> dkeep(keep ? *keep : std::vector<uint8_t>());
   const uint8_t* kp = keep ? dkeep.p : nullptr;
+  const bool sums = !want.dbias_start.empty();
   cuda::attention_forward_tc(dctx_out.p, bf(dctx16), dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p, 7, dkeys.p, g_stream);
-  cuda::attention_backward_tc(ddqkv.p, ddc.p, dctx_out.p, dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p, 7, dkeys.p,
-                              dscr.p, g_stream, with_dqkv16 ? bf(ddqkv16) : nullptr);
+  cuda::attention_backward_tc(want.dqkv ? ddqkv.p : nullptr, ddc.p, dctx_out.p, dlse.p, dq.p, doff.p, B, maxL, T, H, nh,
+                              kp, p, 7, dkeys.p, dscr.p, g_stream, want.dqkv16 ? bf(ddqkv16) : nullptr,
+                              sums ? ddbias.p : nullptr);
   TcRun r;
-  r.ctx = dctx_out.get(), r.lse = dlse.get(), r.dqkv = ddqkv.get(), r.ctx16 = dctx16.get();
-  if (with_dqkv16) r.dqkv16 = ddqkv16.get();
+  r.ctx = dctx_out.get(), r.lse = dlse.get(), r.ctx16 = dctx16.get();
+  if (want.dqkv) r.dqkv = ddqkv.get();
+  if (want.dqkv16) r.dqkv16 = ddqkv16.get();
+  if (sums) r.dbias = ddbias.get();
   return r;
+}
+
+// The bias gradient's sums (attention_backward_tc's dbias) against a double sum of the same run's
+// fp32 dqkv: worst |got - want| over the columns, relative to start + sum of |dqkv| in the column.
+// The kernels add each 64-row tile in fp32 (error at most ~64 x 6e-8 = 3.8e-6 of that scale; about
+// 1e-7 typically) and the tiles in double: 1e-5 holds that with room. A tile left out, a row
+// counted twice or a column in the wrong place moves one column by a whole entry, about 1/L of
+// its scale (L <= 256 here: 4e-3 and more).
+static const double kTcBiasSums = 1e-5;
+static double tc_bias_sum_err(const Vec& got, const Vec& start, const Vec& dqkv, int64_t T, int64_t C) {
+  if (got.size() != size_t(C) || start.size() != size_t(C) || dqkv.size() != size_t(T * C)) return INFINITY;
+  double worst = 0;
+  for (int64_t c = 0; c < C; c++) {
+    double sum = start[size_t(c)], scale = std::fabs(start[size_t(c)]);
+    for (int64_t t = 0; t < T; t++) sum += dqkv[size_t(t * C + c)], scale += std::fabs(dqkv[size_t(t * C + c)]);
+    worst = std::max(worst, std::fabs(got[size_t(c)] - sum) / std::max(scale, 1e-30));
+  }
+  return worst;
 }
 
 static void attention_tc_case_body(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths,
@@ -787,7 +817,9 @@ static void attention_tc_case_body(const std::string& tag, int64_t H, int64_t nh
                             g_stream);
     lse32 = dlse.get();
   }
-  const TcRun r = run_tc(qkv, dctx, lengths, keys, nullptr, H, nh, p);
+  TcOutputs want;
+  want.dbias_start = randn(size_t(3 * H), rng);
+  const TcRun r = run_tc(qkv, dctx, lengths, keys, nullptr, H, nh, p, want);
   const std::string n = "attention tc " + tag;
   report_count(n + ": every ctx, lse and dqkv entry written and finite (outputs prefilled with NaN)",
                count_nonfinite(r.ctx) + count_nonfinite(r.lse) + count_nonfinite(r.dqkv));
@@ -802,6 +834,8 @@ static void attention_tc_case_body(const std::string& tag, int64_t H, int64_t nh
   report_count(n + " bf16 copy of dqkv is its rounding, every entry",
                count_bits_differ(from_bf16_host(r.dqkv16), from_bf16_host(to_bf16_host(r.dqkv))));
   report(n + " backward dqkv vs CPU fp32", rel_err(r.dqkv, dqkv32), kTcBwdVsFp32);
+  report(n + " bias gradient += the column sums of dqkv", tc_bias_sum_err(r.dbias, want.dbias_start, r.dqkv, T, 3 * H),
+         kTcBiasSums);
 }
 
 static void attention_tc_case(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths,
@@ -855,12 +889,21 @@ static void test_attention_tc() {
     std::vector<uint64_t> keys;
     for (size_t i = 0; i < mixed.size(); i++) keys.push_back(mix64(3000 + i));
     Vec qkv = randn(size_t(T * 3 * H), rng), dctx = randn(size_t(T * H), rng);
-    const TcRun a = run_tc(qkv, dctx, mixed, keys, nullptr, H, nh, 0.1f);
-    const TcRun b = run_tc(qkv, dctx, mixed, keys, nullptr, H, nh, 0.1f, false);
-    // The second run writes no bf16 copy of dqkv: that path gives the same dqkv too.
-    report_count("attention tc: two runs (dropout 0.1, with and without the dqkv bf16 copy) give bit-identical ctx, "
-                 "lse and dqkv",
+    TcOutputs all, no_copy, no_fp32;
+    all.dbias_start = no_fp32.dbias_start = randn(size_t(3 * H), rng);
+    no_copy.dqkv16 = false;
+    no_fp32.dqkv = false;
+    const TcRun a = run_tc(qkv, dctx, mixed, keys, nullptr, H, nh, 0.1f, all);
+    const TcRun b = run_tc(qkv, dctx, mixed, keys, nullptr, H, nh, 0.1f, no_copy);
+    // The second run writes no bf16 copy of dqkv and no bias sums: that path gives the same dqkv too.
+    report_count("attention tc: two runs (dropout 0.1, with and without the dqkv bf16 copy and bias sums) give "
+                 "bit-identical ctx, lse and dqkv",
                  count_bits_differ(a.ctx, b.ctx) + count_bits_differ(a.lse, b.lse) + count_bits_differ(a.dqkv, b.dqkv));
+    // The third writes no fp32 dqkv (bf16 training): the same copy and the same bias sums, bit for bit.
+    const TcRun c = run_tc(qkv, dctx, mixed, keys, nullptr, H, nh, 0.1f, no_fp32);
+    report_count("attention tc without the fp32 dqkv: bit-identical dqkv bf16 copy and bias sums",
+                 count_bits_differ(from_bf16_host(a.dqkv16), from_bf16_host(c.dqkv16)) +
+                     count_bits_differ(a.dbias, c.dbias) + (c.dbias.size() == size_t(3 * H) ? 0 : 1));
   });
 
   // key_keep: the same masking as the fp32 kernel (checked against the CPU in test_attention): compare
@@ -910,6 +953,12 @@ static void test_attention_tc() {
       cuda::attention_forward_tc(nullptr, nullptr, nullptr, nullptr, nullptr, 1, 4, 4, 192, 2, nullptr, 0.f, 0, nullptr,
                                  g_stream);
     }, "head size 96 is not supported"));
+    report_count("attention tc backward refuses to write neither dqkv nor its bf16 copy", refused([&] {
+      Dev<float> x(size_t(4 * 3 * 64)), sc(size_t(cuda::attention_backward_tc_scratch_floats(4, 1, 64, 2)));
+      Dev<int32_t> off(std::vector<int32_t>{0, 4});
+      cuda::attention_backward_tc(nullptr, x.p, x.p, x.p, x.p, off.p, 1, 4, 4, 64, 2, nullptr, 0.f, 0, nullptr, sc.p,
+                                  g_stream, nullptr, x.p);
+    }, "dqkv or dqkv16"));
   }
 }
 
