@@ -14,11 +14,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// The kernels run twice: threads in index order between barriers, then in reverse order, so that a
-// missing barrier between one thread's write and another's read shows whichever way round it is.
+// The kernels run four times: threads in index order between barriers, in reverse order, and with
+// each warp running ahead to its next __syncthreads (warp 0 first, then the last warp first), so
+// that a missing barrier between one thread's write and another's read shows whichever way round
+// it is, including between warps that the first two orders keep in step (README of cuda_emu).
 const programs = [
   { name: 'xlir_cuda_emu_tests', order: 'forward', what: 'CUDA kernels (emulated on the CPU) against the CPU engine', min: 150 },
   { name: 'xlir_cuda_emu_tests', order: 'reverse', what: 'CUDA kernels (emulated, threads in reverse order) against the CPU engine', min: 150 },
+  { name: 'xlir_cuda_emu_tests', order: 'warps', what: 'CUDA kernels (emulated, each warp ahead to its next __syncthreads) against the CPU engine', min: 150 },
+  { name: 'xlir_cuda_emu_tests', order: 'warps-reverse', what: 'CUDA kernels (emulated, the last warp ahead first) against the CPU engine', min: 150 },
   { name: 'xlir_cuda_emu_device_tests', order: 'forward', what: 'CUDA model path (emulated on the CPU) against the CPU Model', min: 40 },
 ];
 

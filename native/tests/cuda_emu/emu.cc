@@ -410,17 +410,28 @@ namespace {
 
 const size_t kStackBytes = 256 * 1024;
 
-// XLIR_CUDA_EMU_ORDER: forward (default: thread 0 first), reverse, or random (per block, seeded
-// by XLIR_CUDA_EMU_SEED).
+// XLIR_CUDA_EMU_ORDER: forward (default: thread 0 first), reverse, random (per block, seeded by
+// XLIR_CUDA_EMU_SEED), warps or warps-reverse. In the first three every thread runs to its next
+// barrier before any thread passes one, so warps move in step from barrier to barrier, and a
+// missing __syncthreads between warp A's write and warp B's read stays hidden whenever both sit
+// between the same pair of warp-level barriers (a WMMA store, a shuffle). In the warp modes a warp
+// runs on through its warp-level barriers until it waits at a __syncthreads (or returns) before
+// the next warp runs: warp 0 first (warps), or the last warp first with lanes in reverse order
+// (warps-reverse), so one warp reads what the others have not written yet.
 int order_mode() {
   const char* e = std::getenv("XLIR_CUDA_EMU_ORDER");
   if (!e || !std::strcmp(e, "forward")) return 0;
   if (!std::strcmp(e, "reverse")) return 1;
   if (!std::strcmp(e, "random")) return 2;
-  std::fprintf(stderr, "cuda emulation: XLIR_CUDA_EMU_ORDER must be forward, reverse or random\n");
+#if XLIR_EMU_FAST_SWITCH  // the warp modes hand over in emu_switch's direct path (arrive)
+  if (!std::strcmp(e, "warps")) return 3;
+  if (!std::strcmp(e, "warps-reverse")) return 4;
+#endif
+  std::fprintf(stderr, "cuda emulation: XLIR_CUDA_EMU_ORDER must be forward, reverse, random, warps or warps-reverse\n");
   std::exit(2);
 }
 const int g_order = order_mode();
+const bool g_warp_ahead = g_order >= 3;
 const uint32_t g_seed = std::getenv("XLIR_CUDA_EMU_SEED") ? uint32_t(std::atoi(std::getenv("XLIR_CUDA_EMU_SEED"))) : 1u;
 const int kMaxThreads = 1024;
 
@@ -533,6 +544,17 @@ void arrive(Barrier& b) {
   const unsigned n = blk->nthreads;
   const unsigned* order = blk->order;
   const unsigned at = blk->position[me->linear];
+  if (g_warp_ahead) {  // the rest of this warp first, if a barrier has released any of it
+    const unsigned w0 = me->linear & ~31u, lanes = std::min(32u, n - w0), lane = me->linear - w0;
+    for (unsigned s = 1; s < lanes; s++) {
+      Fiber& f = fibers[w0 + (g_order == 4 ? lane + lanes - s : lane + s) % lanes];
+      if (f.state != 2 || *f.wait_gen == f.wait_val) continue;
+      cur = &f;
+      f.state = 1;
+      emu_switch(&me->sp, f.sp);
+      return;
+    }
+  }
   for (unsigned s = 1; s < n; s++) {
     unsigned p = at + s;
     if (p >= n) p -= n;
@@ -628,7 +650,7 @@ bool run_block(Block& b) {
   // The order in which threads run between barriers (XLIR_CUDA_EMU_ORDER): a kernel whose result
   // changes with it has a race between two barriers.
   w.order.resize(n), w.position.resize(n);
-  for (unsigned i = 0; i < n; i++) w.order[i] = g_order == 1 ? n - 1 - i : i;
+  for (unsigned i = 0; i < n; i++) w.order[i] = g_order == 1 || g_order == 4 ? n - 1 - i : i;
   if (g_order == 2) {
     std::mt19937 rng(uint32_t(b.idx.x * 7919u + b.idx.y * 104729u + b.idx.z * 1299709u + g_seed));
     std::shuffle(w.order.begin(), w.order.end(), rng);
