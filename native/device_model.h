@@ -236,10 +236,12 @@ class DeviceModel final : public DeviceBackend {
       if (tr) ops_.gemm(linear_bwd_w_desc(T, H, H), dY, in(a.ctx, a.ctx16), G_ + w.ao_w, bf_);
       float* dctx = dffn;  // [T, H] fits in [T, F]
       ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
-      // Attention backward with the QKV bias gradient's column sums (without an fp32 dqkv in bf16
-      // mode where the back end sums them in its kernels: dqkv is null then, see plan()).
-      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, tr ? G_ + w.qkv_b : nullptr, dctx, a.ctx, a.lse, a.qkv,
-                              a_.off32, B, max_len_, T, H, c.heads, ap, site_key(seed, l, 0), a_.seq_keys, scr, bf_);
+      // Attention backward with the QKV bias gradient's column sums. Where the back end's bf16
+      // attention works from bf16 copies alone (plan()), dqkv and a.ctx are null: it reads ctx16
+      // and writes only dqkv's bf16 copy and the bias sums.
+      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, tr ? G_ + w.qkv_b : nullptr, dctx, a.ctx, a.ctx16, a.lse,
+                              a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap, site_key(seed, l, 0), a_.seq_keys, scr,
+                              bf_);
       dY = bf_ ? static_cast<const void*>(y16) : dqkv;
       if (tr) ops_.gemm(linear_bwd_w_desc(T, 3 * H, H), dY, in(xs_[l], xs16_[l]), G_ + w.qkv_w, bf_);
       if (below[size_t(l)]) ops_.gemm(linear_bwd_x_desc(T, 3 * H, H, 1.f), dY, wt(w.qkv_w), dh, bf_);  // dx = dr1 + ...
@@ -316,7 +318,7 @@ class DeviceModel final : public DeviceBackend {
   // One layer's saved activations (a training forward keeps one set per layer).
   struct Acts {
     float *qkv, *ctx, *lse, *r1, *mean1, *rstd1, *a1, *pre, *r2, *mean2, *rstd2;
-    bf16 *ctx16, *a116, *gel16;  // gel16: the GELU output, kept in bf16 mode only
+    bf16 *ctx16, *a116, *gel16;  // gel16: the GELU output, kept in bf16 mode only (ctx: see plan())
   };
   struct GradPlanDev {
     int32_t *order = nullptr, *seg_start = nullptr, *seg_row = nullptr;
@@ -451,8 +453,12 @@ class DeviceModel final : public DeviceBackend {
         xs_[size_t(l)] = xf[i], xs16_[size_t(l)] = xh[i];
       }
       acts_.assign(size_t(slots), Acts{});
+      // The attention output in fp32 only where something reads it: fp32 products, or an attention
+      // backward that does not work from its bf16 copy.
+      const bool ctx32 = !bf || !ops_.attention_bf16_only(bf, H, c.heads);
       for (auto& s : acts_) {
-        s.qkv = f(T * 3 * H), s.ctx = f(T * H), s.ctx16 = h16(T * H), s.lse = f(T * c.heads), s.r1 = f(T * H);
+        s.qkv = f(T * 3 * H), s.ctx = ctx32 ? f(T * H) : nullptr, s.ctx16 = h16(T * H), s.lse = f(T * c.heads);
+        s.r1 = f(T * H);
         s.mean1 = f(T), s.rstd1 = f(T), s.a1 = f(T * H), s.a116 = h16(T * H), s.pre = f(T * F), s.r2 = f(T * H);
         s.mean2 = f(T), s.rstd2 = f(T), s.gel16 = h16(T * F);
       }
@@ -468,7 +474,7 @@ class DeviceModel final : public DeviceBackend {
         // sums where the back end does not fuse them into the LayerNorm backward (wide rows).
         const bool dbr = !bf || !ops_.layernorm_backward_sums_fused(H);
         // dqkv in fp32: read by fp32 products, or by the bias sums where attention does not fuse them.
-        const bool dqkv = !bf || !ops_.attention_backward_sums_fused(bf, H, c.heads);
+        const bool dqkv = !bf || !ops_.attention_bf16_only(bf, H, c.heads);
         a.dh = f(T * H), a.dtmp = f(T * H), a.dbr = dbr ? f(T * H) : nullptr;
         a.dqkv = dqkv ? f(T * 3 * H) : nullptr, a.dffn = f(T * F);
         a.y16 = h16(T * std::max(3 * H, F));

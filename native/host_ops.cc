@@ -131,16 +131,18 @@ struct HostOps {
                          const uint64_t* seq_keys, bool bf) {
     const Shape s = shape_of(off32, B);
     std::vector<float> scr(size_t(attention_scratch_floats(heads, max_len)));
+    std::vector<float> tmp(ctx ? 0 : size_t(T * H));  // ctx may be null when only the bf16 copy is wanted
+    if (!ctx) ctx = tmp.data();
     xlir::attention_forward(ctx, qkv, AttentionShape{B, s.lengths.data(), s.offsets.data(), seq_keys, H, heads}, p, site,
                             scr.data(), bf ? Precision::BF16 : Precision::FP32);
     if (ctx16) to_bf16(ctx16, ctx, T * H);
   }
   int64_t attention_backward_scratch_floats(int64_t, int64_t, int64_t, int64_t) { return 1; }
-  // As the tensor-core kernels: the bias sums without a dqkv from the caller (a temporary here), so
-  // the device model's path without an fp32 dqkv runs in these tests too.
-  bool attention_backward_sums_fused(bool, int64_t, int64_t) { return true; }
-  void attention_backward(float* dqkv, bf16* dqkv16, float* dbias, const float* dctx, const float*, const float*,
-                          const float* qkv, const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H,
+  // As the tensor-core kernels: no fp32 ctx or dqkv from the caller in bf16 mode (temporaries here),
+  // so the device model's path without them runs in these tests too.
+  bool attention_bf16_only(bool, int64_t, int64_t) { return true; }
+  void attention_backward(float* dqkv, bf16* dqkv16, float* dbias, const float* dctx, const float*, const bf16*,
+                          const float*, const float* qkv, const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H,
                           int64_t heads, float p, uint64_t site, const uint64_t* seq_keys, float*, bool bf) {
     const Shape s = shape_of(off32, B);
     std::vector<float> scr(size_t(attention_scratch_floats(heads, max_len)));

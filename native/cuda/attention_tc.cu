@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(kThreads)
     if (ii >= L) continue;
     const float v = Os[rr * Dm::kLdO + c] * row_inv[rr];
     const int64_t o = (int64_t(start) + ii) * H + int64_t(h) * D + c;
-    ctx[o] = v;
+    if (ctx) ctx[o] = v;
     if (ctx16) ctx16[o] = to_bf16(v);
   }
 #endif
@@ -593,7 +593,7 @@ void attention_forward_tc(float* ctx, __nv_bfloat16* ctx16, float* lse, const fl
                           cudaStream_t stream) {
   const AttentionLaunch l = attention_launch("cuda attention_forward_tc", kRows, attention_tc_supported, kHeadRefusal, qkv,
                                              offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
-  XLIR_CHECK(T == 0 || (ctx && lse), "cuda attention_forward_tc: null output");
+  XLIR_CHECK(T == 0 || ((ctx || ctx16) && lse), "cuda attention_forward_tc: null output (lse, and ctx or ctx16)");
   if (T == 0 || num_seqs == 0 || max_len == 0) return;
   switch (l.d) {
     case 32: return forward_d<32>(l, ctx, ctx16, lse, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys, stream);
@@ -609,12 +609,13 @@ int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t B, int64_t hidde
 void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                            const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                            int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
-                           float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16, float* dbias) {
+                           float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16, float* dbias,
+                           const __nv_bfloat16* ctx16) {
   const AttentionLaunch l = attention_launch("cuda attention_backward_tc", kRows, attention_tc_supported, kHeadRefusal, qkv,
                                              offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
-  XLIR_CHECK(T == 0 || ((dqkv || dqkv16) && dctx && ctx && lse && scratch),
-             "cuda attention_backward_tc: null pointer (dctx, ctx, lse, scratch (attention_backward_tc_scratch_floats), "
-             "and dqkv or dqkv16, are needed)");
+  XLIR_CHECK(T == 0 || ((dqkv || dqkv16) && dctx && (ctx || ctx16) && lse && scratch),
+             "cuda attention_backward_tc: null pointer (dctx, lse, scratch (attention_backward_tc_scratch_floats), "
+             "ctx or ctx16, and dqkv or dqkv16, are needed)");
   if (T == 0) return;
   if (num_seqs == 0 || max_len == 0) {  // no sequence to write the rows: zeros, as the fp32 kernel gives
     if (dqkv) XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv, 0, size_t(T * 3 * hidden) * sizeof(float), stream));
@@ -625,7 +626,8 @@ void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, con
   float* part = dbias ? scratch + T * heads : nullptr;
   const int64_t parts = T / kRows + num_seqs;  // tile_slot's bound
   if (part) XLIR_CUDA_CHECK(cudaMemsetAsync(part, 0, size_t(parts * 3 * hidden) * sizeof(float), stream));
-  attention_rowdot(Dsum, dctx, ctx, T, heads, l.d, stream);
+  if (ctx) attention_rowdot(Dsum, dctx, ctx, T, heads, l.d, stream);
+  else attention_rowdot(Dsum, dctx, ctx16, T, heads, l.d, stream);
   switch (l.d) {
     case 32:
       backward_d<32>(l, dqkv, dqkv16, part, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,

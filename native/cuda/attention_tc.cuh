@@ -36,7 +36,8 @@ namespace cuda {
 // shared memory the kernels need (about 122 KB per block for d = 128).
 bool attention_tc_supported(int64_t head_dim);
 
-// As attention_forward (attention.cuh).
+// As attention_forward (attention.cuh); ctx may be null when ctx16 is not (bf16 training keeps only
+// the copy: the output product and this backward read it).
 void attention_forward_tc(float* ctx, __nv_bfloat16* ctx16, float* lse, const float* qkv, const int32_t* offsets,
                           int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden, int64_t heads,
                           const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
@@ -54,11 +55,13 @@ int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t B, int64_t hidde
 // block sums its 64-row tile's columns from shared memory (in row order, fp32) and a fixed-order
 // double sum over the tiles follows (activation.cuh's column_reduce): deterministic, no atomics,
 // and no fp32 dqkv to write and read back (24 bytes x tokens x hidden per layer).
+// ctx16 (may be null): the forward's bf16 output copy, read for D = rowsum(dctx * ctx) when ctx is
+// null (as FlashAttention-2 does with its bf16 output); ctx is read when given.
 void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                            const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                            int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
                            float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16 = nullptr,
-                           float* dbias = nullptr);
+                           float* dbias = nullptr, const __nv_bfloat16* ctx16 = nullptr);
 
 }  // namespace cuda
 }  // namespace xlir

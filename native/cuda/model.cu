@@ -132,19 +132,21 @@ struct CudaOps {
     return std::max(cuda::attention_backward_scratch_floats(T, heads),
                     attention_backward_tc_scratch_floats(T, B, H, heads));
   }
-  // Whether attention_backward sums the bias gradient itself, without an fp32 dqkv: the
-  // tensor-core kernels do.
-  bool attention_backward_sums_fused(bool bf, int64_t H, int64_t heads) { return use_tc(bf, H, heads); }
+  // Whether attention in this precision works from bf16 copies alone: no fp32 ctx written (the
+  // backward reads ctx16) and no fp32 dqkv (the backward writes dqkv16 and sums the bias gradient
+  // itself). The tensor-core kernels do.
+  bool attention_bf16_only(bool bf, int64_t H, int64_t heads) { return use_tc(bf, H, heads); }
   // dqkv16 (may be null): the bf16 copy of dqkv, written by the tensor-core kernels' own stores, or
   // by a conversion pass after the fp32 kernel. dbias (may be null): += the column sums of dqkv, in
   // the tensor-core kernels, else by bias_backward over dqkv (which the fp32 kernel needs anyway).
+  // ctx may be null where attention_bf16_only: ctx16 is read instead.
   void attention_backward(float* dqkv, bf16* dqkv16, float* dbias, const float* dctx, const float* ctx,
-                          const float* lse, const float* qkv, const int32_t* off32, int64_t B, int64_t max_len,
-                          int64_t T, int64_t H, int64_t heads, float p, uint64_t site, const uint64_t* seq_keys,
-                          float* scratch, bool bf) {
+                          const bf16* ctx16, const float* lse, const float* qkv, const int32_t* off32, int64_t B,
+                          int64_t max_len, int64_t T, int64_t H, int64_t heads, float p, uint64_t site,
+                          const uint64_t* seq_keys, float* scratch, bool bf) {
     if (use_tc(bf, H, heads)) {
       cuda::attention_backward_tc(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
-                                  scratch, stream, dqkv16, dbias);
+                                  scratch, stream, dqkv16, dbias, ctx16);
       return;
     }
     cuda::attention_backward(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,

@@ -740,10 +740,10 @@ struct TcRun {
   std::vector<uint16_t> ctx16, dqkv16;  // dqkv16 empty unless asked for
   Vec dbias;                            // the bias gradient after += (empty unless a start was given)
 };
-// Which backward outputs a tc run asks for: the fp32 dqkv, its bf16 copy, and the bias gradient's
-// sums (+= onto dbias_start when it is not empty).
+// Which outputs a tc run asks for: the fp32 ctx (else the backward reads ctx16), the fp32 dqkv,
+// its bf16 copy, and the bias gradient's sums (+= onto dbias_start when it is not empty).
 struct TcOutputs {
-  bool dqkv = true, dqkv16 = true;
+  bool ctx = true, dqkv = true, dqkv16 = true;
   Vec dbias_start;
 };
 static TcRun run_tc(const Vec& qkv, const Vec& dctx, const std::vector<int32_t>& lengths,
@@ -752,7 +752,7 @@ static TcRun run_tc(const Vec& qkv, const Vec& dctx, const std::vector<int32_t>&
   int64_t T = 0, maxL = 0;
   for (auto L : lengths) T += L, maxL = std::max<int64_t>(maxL, L);
   const int64_t B = int64_t(lengths.size());
-  Dev<float> dq(qkv), ddc(dctx), dctx_out(Vec(size_t(T * H), NAN)), dlse(Vec(size_t(T * nh), NAN)),
+  Dev<float> dq(qkv), ddc(dctx), dctx_out(want.ctx ? Vec(size_t(T * H), NAN) : Vec()), dlse(Vec(size_t(T * nh), NAN)),
       ddqkv(want.dqkv ? Vec(size_t(T * 3 * H), NAN) : Vec()), ddbias(want.dbias_start),
       dscr(size_t(cuda::attention_backward_tc_scratch_floats(T, B, H, nh)));
   Dev<int32_t> doff(offsets_of(lengths));
@@ -761,12 +761,14 @@ static TcRun run_tc(const Vec& qkv, const Vec& dctx, const std::vector<int32_t>&
   Dev<uint8_t> dkeep(keep ? *keep : std::vector<uint8_t>());
   const uint8_t* kp = keep ? dkeep.p : nullptr;
   const bool sums = !want.dbias_start.empty();
-  cuda::attention_forward_tc(dctx_out.p, bf(dctx16), dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p, 7, dkeys.p, g_stream);
-  cuda::attention_backward_tc(want.dqkv ? ddqkv.p : nullptr, ddc.p, dctx_out.p, dlse.p, dq.p, doff.p, B, maxL, T, H, nh,
-                              kp, p, 7, dkeys.p, dscr.p, g_stream, want.dqkv16 ? bf(ddqkv16) : nullptr,
-                              sums ? ddbias.p : nullptr);
+  float* ctx32 = want.ctx ? dctx_out.p : nullptr;
+  cuda::attention_forward_tc(ctx32, bf(dctx16), dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p, 7, dkeys.p, g_stream);
+  cuda::attention_backward_tc(want.dqkv ? ddqkv.p : nullptr, ddc.p, ctx32, dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p,
+                              7, dkeys.p, dscr.p, g_stream, want.dqkv16 ? bf(ddqkv16) : nullptr,
+                              sums ? ddbias.p : nullptr, bf(dctx16));
   TcRun r;
-  r.ctx = dctx_out.get(), r.lse = dlse.get(), r.ctx16 = dctx16.get();
+  r.lse = dlse.get(), r.ctx16 = dctx16.get();
+  if (want.ctx) r.ctx = dctx_out.get();
   if (want.dqkv) r.dqkv = ddqkv.get();
   if (want.dqkv16) r.dqkv16 = ddqkv16.get();
   if (sums) r.dbias = ddbias.get();
@@ -791,8 +793,9 @@ static double tc_bias_sum_err(const Vec& got, const Vec& start, const Vec& dqkv,
   return worst;
 }
 
+// bf16_only: also as bf16 training runs it, from bf16 copies alone (no fp32 ctx: D from ctx16).
 static void attention_tc_case_body(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths,
-                                   float p, std::mt19937& rng) {
+                                   float p, std::mt19937& rng, bool bf16_only) {
   std::vector<int64_t> off64;
   int64_t T = 0, maxL = 0;
   for (auto L : lengths) off64.push_back(T), T += L, maxL = std::max<int64_t>(maxL, L);
@@ -836,11 +839,31 @@ static void attention_tc_case_body(const std::string& tag, int64_t H, int64_t nh
   report(n + " backward dqkv vs CPU fp32", rel_err(r.dqkv, dqkv32), kTcBwdVsFp32);
   report(n + " bias gradient += the column sums of dqkv", tc_bias_sum_err(r.dbias, want.dbias_start, r.dqkv, T, 3 * H),
          kTcBiasSums);
+  if (!bf16_only) return;
+  // The same without the fp32 ctx: the forward writes only ctx16 and the backward's D = dctx . ctx
+  // reads it (rounded ctx, as FlashAttention-2's bf16 output), within the same tolerances against
+  // the CPU. Once with the fp32 dqkv (to check the sums against), once without it (bf16 training).
+  TcOutputs w2 = want;
+  w2.ctx = false;
+  const TcRun r2 = run_tc(qkv, dctx, lengths, keys, nullptr, H, nh, p, w2);
+  TcOutputs w3 = w2;
+  w3.dqkv = false;
+  const TcRun r3 = run_tc(qkv, dctx, lengths, keys, nullptr, H, nh, p, w3);
+  const std::string m = n + " from bf16 copies (no fp32 ctx)";
+  report_count(m + ": the same ctx16 and lse bit for bit",
+               count_bits_differ(from_bf16_host(r2.ctx16), from_bf16_host(r.ctx16)) + count_bits_differ(r2.lse, r.lse));
+  report(m + " backward dqkv vs CPU bf16", rel_err(r2.dqkv, dqkv16c), kTcBwdVsBf16);
+  report(m + " backward dqkv vs CPU fp32", rel_err(r2.dqkv, dqkv32), kTcBwdVsFp32);
+  report(m + " bias gradient += the column sums of dqkv", tc_bias_sum_err(r2.dbias, w2.dbias_start, r2.dqkv, T, 3 * H),
+         kTcBiasSums);
+  report_count(m + ", without the fp32 dqkv too: bit-identical dqkv bf16 copy and bias sums",
+               count_bits_differ(from_bf16_host(r3.dqkv16), from_bf16_host(r2.dqkv16)) +
+                   count_bits_differ(r3.dbias, r2.dbias));
 }
 
 static void attention_tc_case(const std::string& tag, int64_t H, int64_t nh, const std::vector<int32_t>& lengths,
-                              float p, std::mt19937& rng) {
-  guard("attention tc " + tag, [&] { attention_tc_case_body(tag, H, nh, lengths, p, rng); });
+                              float p, std::mt19937& rng, bool bf16_only = false) {
+  guard("attention tc " + tag, [&] { attention_tc_case_body(tag, H, nh, lengths, p, rng, bf16_only); });
 }
 
 static void test_attention_tc() {
@@ -856,11 +879,11 @@ static void test_attention_tc() {
   const std::vector<int32_t> mixed = {8, 31, 64, 65, 200, 256};
   attention_tc_case("XLM-R base H=768 heads=12 lengths 8,31,64,65,200,256", 768, 12, mixed, 0.f, rng);
   attention_tc_case("XLM-R base H=768 heads=12 lengths 8,31,64,65,200,256 dropout 0.1 (CPU's masks)", 768, 12, mixed,
-                    0.1f, rng);
+                    0.1f, rng, true);
   attention_tc_case("head size 32 (H=128 heads=4) lengths 40,9,100,1", 128, 4, {40, 9, 100, 1}, 0.f, rng);
   attention_tc_case("head size 32 (H=128 heads=4) lengths 33,70 dropout 0.1", 128, 4, {33, 70}, 0.1f, rng);
   attention_tc_case("head size 128 (H=256 heads=2) lengths 33,70,130", 256, 2, {33, 70, 130}, 0.f, rng);
-  attention_tc_case("head size 128 (H=256 heads=2) lengths 129,5 dropout 0.1", 256, 2, {129, 5}, 0.1f, rng);
+  attention_tc_case("head size 128 (H=256 heads=2) lengths 129,5 dropout 0.1", 256, 2, {129, 5}, 0.1f, rng, true);
   attention_tc_case("H=768 heads=12 single tokens among others 1,17,1,64 dropout 0.1", 768, 12, {1, 17, 1, 64}, 0.1f,
                     rng);
   attention_tc_case("H=64 heads=2 (d=32) dropout 0.5 lengths 3,90 (a wrong mask would show at once)", 64, 2, {3, 90},
