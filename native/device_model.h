@@ -234,12 +234,14 @@ class DeviceModel final : public DeviceBackend {
                               tr ? G_ + w.ao_b : nullptr, RowDropout{hp, site_key(seed, l, 1), a_.tok_keys});
       dY = bf_ ? static_cast<const void*>(y16) : dbr;
       if (tr) ops_.gemm(linear_bwd_w_desc(T, H, H), dY, in(a.ctx, a.ctx16), G_ + w.ao_w, bf_);
-      float* dctx = dffn;  // [T, H] fits in [T, F]
-      ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
-      // Attention backward with the QKV bias gradient's column sums. Where the back end's bf16
-      // attention works from bf16 copies alone (plan()), dqkv and a.ctx are null: it reads ctx16
-      // and writes only dqkv's bf16 copy and the bias sums.
-      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, tr ? G_ + w.qkv_b : nullptr, dctx, a.ctx, a.ctx16, a.lse,
+      // dctx into dffn's space ([T, H] fits in [T, F]): in bf16 where the back end's attention
+      // works from bf16 copies alone (plan(): then dqkv and a.ctx are null too, and the attention
+      // backward reads ctx16 and dctx16 and writes only dqkv's bf16 copy and the bias sums).
+      float* dctx = attn16_ ? nullptr : dffn;
+      bf16* dctx16 = attn16_ ? reinterpret_cast<bf16*>(dffn) : nullptr;
+      if (attn16_) ops_.gemm16(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx16);
+      else ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
+      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, tr ? G_ + w.qkv_b : nullptr, dctx, dctx16, a.ctx, a.ctx16, a.lse,
                               a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap, site_key(seed, l, 0), a_.seq_keys, scr,
                               bf_);
       dY = bf_ ? static_cast<const void*>(y16) : dqkv;
@@ -426,6 +428,9 @@ class DeviceModel final : public DeviceBackend {
     const ModelConfig& c = host_.config();
     T_ = b.T, B_ = b.B, max_len_ = b.max_len;
     const int64_t T = T_, B = B_, H = c.hidden, F = c.ffn, nl = c.layers, D = dim();
+    // Attention from bf16 copies alone (the back end's bf16 kernels): no fp32 ctx kept, dctx taken
+    // in bf16, no fp32 dqkv. Otherwise those three are fp32 (fp32 products, or the fp32 kernels).
+    attn16_ = bf && ops_.attention_bf16_only(bf, H, c.heads);
     // Recompute keeps the layer inputs only; each layer's activations are rebuilt in one slot.
     const int64_t slots = keep && !recompute_ ? nl : (nl > 0 ? 1 : 0), nxs = keep ? nl + 1 : 2;
     Carver cv;
@@ -453,11 +458,8 @@ class DeviceModel final : public DeviceBackend {
         xs_[size_t(l)] = xf[i], xs16_[size_t(l)] = xh[i];
       }
       acts_.assign(size_t(slots), Acts{});
-      // The attention output in fp32 only where something reads it: fp32 products, or an attention
-      // backward that does not work from its bf16 copy.
-      const bool ctx32 = !bf || !ops_.attention_bf16_only(bf, H, c.heads);
       for (auto& s : acts_) {
-        s.qkv = f(T * 3 * H), s.ctx = ctx32 ? f(T * H) : nullptr, s.ctx16 = h16(T * H), s.lse = f(T * c.heads);
+        s.qkv = f(T * 3 * H), s.ctx = attn16_ ? nullptr : f(T * H), s.ctx16 = h16(T * H), s.lse = f(T * c.heads);
         s.r1 = f(T * H);
         s.mean1 = f(T), s.rstd1 = f(T), s.a1 = f(T * H), s.a116 = h16(T * H), s.pre = f(T * F), s.r2 = f(T * H);
         s.mean2 = f(T), s.rstd2 = f(T), s.gel16 = h16(T * F);
@@ -473,10 +475,8 @@ class DeviceModel final : public DeviceBackend {
         // dbr, a branch gradient after a LayerNorm in fp32: read by fp32 products, or by the bias
         // sums where the back end does not fuse them into the LayerNorm backward (wide rows).
         const bool dbr = !bf || !ops_.layernorm_backward_sums_fused(H);
-        // dqkv in fp32: read by fp32 products, or by the bias sums where attention does not fuse them.
-        const bool dqkv = !bf || !ops_.attention_bf16_only(bf, H, c.heads);
         a.dh = f(T * H), a.dtmp = f(T * H), a.dbr = dbr ? f(T * H) : nullptr;
-        a.dqkv = dqkv ? f(T * 3 * H) : nullptr, a.dffn = f(T * F);
+        a.dqkv = attn16_ ? nullptr : f(T * 3 * H), a.dffn = f(T * F);
         a.y16 = h16(T * std::max(3 * H, F));
       } else {
         a.dh = a.dtmp = a.dbr = a.dqkv = a.dffn = nullptr;
@@ -549,6 +549,7 @@ class DeviceModel final : public DeviceBackend {
   // The last forward.
   int64_t T_ = 0, B_ = 0, max_len_ = 0;
   bool bf_ = false, keep_ = false, recompute_ = false, have_train_forward_ = false;
+  bool attn16_ = false;  // plan(): attention from bf16 copies alone
   float hp_ = 0, ap_ = 0;  // the last forward's dropout probabilities
   uint64_t seed_ = 0;
   Arena a_{};

@@ -138,16 +138,27 @@ struct HostOps {
     if (ctx16) to_bf16(ctx16, ctx, T * H);
   }
   int64_t attention_backward_scratch_floats(int64_t, int64_t, int64_t, int64_t) { return 1; }
-  // As the tensor-core kernels: no fp32 ctx or dqkv from the caller in bf16 mode (temporaries here),
-  // so the device model's path without them runs in these tests too.
+  // As the tensor-core kernels: no fp32 ctx, dctx or dqkv from the caller in bf16 mode (temporaries
+  // here), so the device model's path without them runs in these tests too. The CPU's bf16
+  // attention reads dctx only through its bf16 rounding, so a bf16 dctx gives the same bits.
   bool attention_bf16_only(bool, int64_t, int64_t) { return true; }
-  void attention_backward(float* dqkv, bf16* dqkv16, float* dbias, const float* dctx, const float*, const bf16*,
-                          const float*, const float* qkv, const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H,
+  void gemm16(const Gemm& g, const void* A, const void* B, bf16* C) {
+    XLIR_CHECK(g.beta == 0.f && g.batch == 1, "emulated gemm16: one product, written (beta 0)");
+    std::vector<float> tmp(size_t(g.M * g.ldc));
+    gemm(g, A, B, tmp.data(), true);
+    for (int64_t r = 0; r < g.M; r++) to_bf16(C + r * g.ldc, tmp.data() + r * g.ldc, g.N);
+  }
+  void attention_backward(float* dqkv, bf16* dqkv16, float* dbias, const float* dctx, const bf16* dctx16,
+                          const float*, const bf16*, const float*, const float* qkv, const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H,
                           int64_t heads, float p, uint64_t site, const uint64_t* seq_keys, float*, bool bf) {
     const Shape s = shape_of(off32, B);
     std::vector<float> scr(size_t(attention_scratch_floats(heads, max_len)));
-    std::vector<float> tmp(dqkv ? 0 : size_t(T * 3 * H));
+    std::vector<float> tmp(dqkv ? 0 : size_t(T * 3 * H)), dc(dctx ? 0 : size_t(T * H));
     if (!dqkv) dqkv = tmp.data();
+    if (!dctx) {
+      for (int64_t i = 0; i < T * H; i++) dc[size_t(i)] = bf16_to_f32(dctx16[i]);
+      dctx = dc.data();
+    }
     xlir::attention_backward(dqkv, dctx, qkv, AttentionShape{B, s.lengths.data(), s.offsets.data(), seq_keys, H, heads},
                              p, site, scr.data(), bf ? Precision::BF16 : Precision::FP32);
     if (dqkv16) to_bf16(dqkv16, dqkv, T * 3 * H);

@@ -113,9 +113,9 @@ __global__ void __launch_bounds__(kRows * 32)
 // (with dropout too: sum_j P_ij M_ij dPd_ij = dO_i . O_i). ctx in fp32, or its bf16 copy.
 __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return from_bf16(x); }
-template <typename CtxT>
+template <typename DctxT, typename CtxT>
 __global__ void __launch_bounds__(kRows * 32)
-    attention_rowdot_kernel(float* __restrict__ D, const float* __restrict__ dctx,
+    attention_rowdot_kernel(float* __restrict__ D, const DctxT* __restrict__ dctx,
                             const CtxT* __restrict__ ctx, int64_t rows, int nh, int d) {
   const int64_t r = int64_t(blockIdx.x) * kRows + (threadIdx.x >> 5);
   if (r >= rows) return;
@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kRows * 32)
   const int h = int(r - t * nh);
   const int64_t o = t * int64_t(nh) * d + int64_t(h) * d;
   float s = 0.f;
-  for (int c = lane; c < d; c += 32) s += dctx[o + c] * to_f32(ctx[o + c]);
+  for (int c = lane; c < d; c += 32) s += to_f32(dctx[o + c]) * to_f32(ctx[o + c]);
   s = warp_sum(s);
   if (lane == 0) D[r] = s;
 }
@@ -345,10 +345,10 @@ void attention_forward(float* ctx, __nv_bfloat16* ctx16, float* lse, const float
 int64_t attention_backward_scratch_floats(int64_t T, int64_t heads) { return T * heads; }
 
 namespace {
-template <typename CtxT>
-void rowdot(float* D, const float* dctx, const CtxT* ctx, int64_t T, int64_t heads, int d, cudaStream_t stream) {
+template <typename DctxT, typename CtxT>
+void rowdot(float* D, const DctxT* dctx, const CtxT* ctx, int64_t T, int64_t heads, int d, cudaStream_t stream) {
   if (T * heads == 0) return;
-  attention_rowdot_kernel<CtxT>
+  attention_rowdot_kernel<DctxT, CtxT>
       <<<ceil_div(T * heads, kRows), kRows * 32, 0, stream>>>(D, dctx, ctx, T * heads, int(heads), d);
   XLIR_CUDA_LAUNCH_CHECK();
 }
@@ -358,9 +358,13 @@ void attention_rowdot(float* D, const float* dctx, const float* ctx, int64_t T, 
                       cudaStream_t stream) {
   rowdot(D, dctx, ctx, T, heads, d, stream);
 }
-void attention_rowdot(float* D, const float* dctx, const __nv_bfloat16* ctx16, int64_t T, int64_t heads, int d,
-                      cudaStream_t stream) {
-  rowdot(D, dctx, ctx16, T, heads, d, stream);
+void attention_rowdot(float* D, const float* dctx, const __nv_bfloat16* dctx16, const float* ctx,
+                      const __nv_bfloat16* ctx16, int64_t T, int64_t heads, int d, cudaStream_t stream) {
+  XLIR_CHECK((dctx || dctx16) && (ctx || ctx16), "cuda attention_rowdot: null operand");
+  if (dctx && ctx) rowdot(D, dctx, ctx, T, heads, d, stream);
+  else if (dctx) rowdot(D, dctx, ctx16, T, heads, d, stream);
+  else if (ctx) rowdot(D, dctx16, ctx, T, heads, d, stream);
+  else rowdot(D, dctx16, ctx16, T, heads, d, stream);
 }
 
 void attention_backward(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,

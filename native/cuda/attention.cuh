@@ -51,9 +51,10 @@ struct AttentionLaunch {
 // sums of dP * P that the backward of both implementations needs first.
 void attention_rowdot(float* D, const float* dctx, const float* ctx, int64_t T, int64_t heads, int d,
                       cudaStream_t stream);
-// The same from ctx's bf16 copy (the tensor-core backward when no fp32 ctx is kept).
-void attention_rowdot(float* D, const float* dctx, const __nv_bfloat16* ctx16, int64_t T, int64_t heads, int d,
-                      cudaStream_t stream);
+// The same where either operand may be its bf16 copy instead (the fp32 one when both are given):
+// the tensor-core backward when bf16 training keeps no fp32 ctx or dctx.
+void attention_rowdot(float* D, const float* dctx, const __nv_bfloat16* dctx16, const float* ctx,
+                      const __nv_bfloat16* ctx16, int64_t T, int64_t heads, int d, cudaStream_t stream);
 
 AttentionLaunch attention_launch(const char* what, int64_t rows, bool (*head_ok)(int64_t d), const char* refusal,
                                  const float* qkv, const int32_t* offsets,

@@ -85,6 +85,30 @@ __device__ __forceinline__ void load_tile(bf16* __restrict__ dst, const float* _
     *reinterpret_cast<__nv_bfloat162*>(dst + r * Dims<D>::kLdH + c) = v;
   }
 }
+// The same from a bf16 matrix (a copy: the values are bf16 already).
+template <int D>
+__device__ __forceinline__ void load_tile(bf16* __restrict__ dst, const bf16* __restrict__ src, int64_t stride, int r0,
+                                          int L) {
+  constexpr int kPairs = D / 2;
+  for (int idx = threadIdx.x; idx < kRows * kPairs; idx += kThreads) {
+    const int r = idx / kPairs, c = 2 * (idx - r * kPairs), row = r0 + r;
+    __nv_bfloat162 v;
+    if (row < L) {
+      v = *reinterpret_cast<const __nv_bfloat162*>(src + int64_t(row) * stride + c);
+    } else {
+      v.x = to_bf16(0.f);
+      v.y = v.x;
+    }
+    *reinterpret_cast<__nv_bfloat162*>(dst + r * Dims<D>::kLdH + c) = v;
+  }
+}
+// dO rows from dctx, or from its bf16 copy when dctx is null (bf16 training).
+template <int D>
+__device__ __forceinline__ void load_do_tile(bf16* __restrict__ dst, const float* dctx, const bf16* dctx16,
+                                             int64_t offset, int64_t stride, int r0, int L) {
+  if (dctx) load_tile<D>(dst, dctx + offset, stride, r0, L);
+  else load_tile<D>(dst, dctx16 + offset, stride, r0, L);
+}
 
 // dst (16 x 64 fp32, row stride kLdS) = A (16 x D, fragments a[]) . B^T, B stored [64][kLdH] bf16 ([n][k]),
 // skipping 16-column blocks at or past `valid` (their scores are masked by the callers).
@@ -279,7 +303,7 @@ __device__ __forceinline__ void tile_column_sums(float* __restrict__ dst, const 
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_tc_dq_kernel(float* __restrict__ dqkv, bf16* __restrict__ dqkv16, float* __restrict__ bias_part,
-                           const float* __restrict__ dctx,
+                           const float* __restrict__ dctx, const bf16* __restrict__ dctx16,
                            const float* __restrict__ lse,
                            const float* __restrict__ Dsum, const float* __restrict__ qkv,
                            const int32_t* __restrict__ offsets, const uint8_t* __restrict__ key_keep, int H, int nh,
@@ -308,7 +332,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row3 = 3 * int64_t(H);
   const float* base = qkv + int64_t(start) * row3 + int64_t(h) * D;
   load_tile<D>(Qs, base, row3, q0, L);
-  load_tile<D>(DOs, dctx + int64_t(start) * H + int64_t(h) * D, H, q0, L);
+  load_do_tile<D>(DOs, dctx, dctx16, int64_t(start) * H + int64_t(h) * D, H, q0, L);
   if (threadIdx.x < kRows) {
     const int q = q0 + threadIdx.x;
     lse_t[threadIdx.x] = q < L ? lse[(int64_t(start) + q) * nh + h] : -INFINITY;
@@ -398,7 +422,7 @@ __global__ void __launch_bounds__(kThreads)
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     attention_tc_dkv_kernel(float* __restrict__ dqkv, bf16* __restrict__ dqkv16, float* __restrict__ bias_part,
-                            const float* __restrict__ dctx,
+                            const float* __restrict__ dctx, const bf16* __restrict__ dctx16,
                             const float* __restrict__ lse,
                             const float* __restrict__ Dsum, const float* __restrict__ qkv,
                             const int32_t* __restrict__ offsets, const uint8_t* __restrict__ key_keep, int H, int nh,
@@ -429,7 +453,7 @@ __global__ void __launch_bounds__(kThreads)
   const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t row3 = 3 * int64_t(H);
   const float* base = qkv + int64_t(start) * row3 + int64_t(h) * D;
-  const float* dbase = dctx + int64_t(start) * H + int64_t(h) * D;
+  const int64_t dbase = int64_t(start) * H + int64_t(h) * D;  // dO rows of this sequence and head
   load_tile<D>(Ks, base + H, row3, k0, L);
   load_tile<D>(Vs, base + 2 * H, row3, k0, L);
   if (threadIdx.x < kRows) {
@@ -462,7 +486,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int q0 = 0; q0 < L; q0 += kTile) {
     __syncthreads();
     load_tile<D>(Qs, base, row3, q0, L);
-    load_tile<D>(DOs, dbase, H, q0, L);
+    load_do_tile<D>(DOs, dctx, dctx16, dbase, H, q0, L);
     if (threadIdx.x < kTile) {
       const int q = q0 + threadIdx.x;
       const bool in = q < L;
@@ -550,19 +574,19 @@ void forward_d(const AttentionLaunch& l, float* ctx, bf16* ctx16, float* lse, co
 }
 
 template <int D>
-void backward_d(const AttentionLaunch& l, float* dqkv, bf16* dqkv16, float* bias_part, const float* dctx, const float* lse,
-                const float* Dsum,
+void backward_d(const AttentionLaunch& l, float* dqkv, bf16* dqkv16, float* bias_part, const float* dctx,
+                const bf16* dctx16, const float* lse, const float* Dsum,
                 const float* qkv, const int32_t* offsets, int64_t hidden, int64_t heads, const uint8_t* key_keep, float p,
                 uint64_t site, const uint64_t* seq_keys, cudaStream_t stream) {
   opt_in(attention_tc_dkv_kernel<D>, Dims<D>::kDkv);
   attention_tc_dkv_kernel<D><<<l.grid, kThreads, Dims<D>::kDkv, stream>>>(
-      dqkv, dqkv16, bias_part, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site,
-      seq_keys);
+      dqkv, dqkv16, bias_part, dctx, dctx16, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p,
+      site, seq_keys);
   XLIR_CUDA_LAUNCH_CHECK();
   opt_in(attention_tc_dq_kernel<D>, Dims<D>::kDq);
   attention_tc_dq_kernel<D><<<l.grid, kThreads, Dims<D>::kDq, stream>>>(
-      dqkv, dqkv16, bias_part, dctx, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p, site,
-      seq_keys);
+      dqkv, dqkv16, bias_part, dctx, dctx16, lse, Dsum, qkv, offsets, key_keep, int(hidden), int(heads), l.scale, p,
+      site, seq_keys);
   XLIR_CUDA_LAUNCH_CHECK();
 }
 
@@ -609,13 +633,14 @@ int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t B, int64_t hidde
 void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                            const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                            int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
-                           float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16, float* dbias,
-                           const __nv_bfloat16* ctx16) {
+                           float* scratch, cudaStream_t stream, const TcBackwardIo& io) {
   const AttentionLaunch l = attention_launch("cuda attention_backward_tc", kRows, attention_tc_supported, kHeadRefusal, qkv,
                                              offsets, num_seqs, max_len, T, hidden, heads, p, seq_keys);
-  XLIR_CHECK(T == 0 || ((dqkv || dqkv16) && dctx && (ctx || ctx16) && lse && scratch),
-             "cuda attention_backward_tc: null pointer (dctx, lse, scratch (attention_backward_tc_scratch_floats), "
-             "ctx or ctx16, and dqkv or dqkv16, are needed)");
+  bf16* dqkv16 = io.dqkv16;
+  float* dbias = io.dbias;
+  XLIR_CHECK(T == 0 || ((dqkv || dqkv16) && (dctx || io.dctx16) && (ctx || io.ctx16) && lse && scratch),
+             "cuda attention_backward_tc: null pointer (lse, scratch (attention_backward_tc_scratch_floats), and dqkv "
+             "or dqkv16, dctx or dctx16, ctx or ctx16, are needed)");
   if (T == 0) return;
   if (num_seqs == 0 || max_len == 0) {  // no sequence to write the rows: zeros, as the fp32 kernel gives
     if (dqkv) XLIR_CUDA_CHECK(cudaMemsetAsync(dqkv, 0, size_t(T * 3 * hidden) * sizeof(float), stream));
@@ -626,20 +651,19 @@ void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, con
   float* part = dbias ? scratch + T * heads : nullptr;
   const int64_t parts = T / kRows + num_seqs;  // tile_slot's bound
   if (part) XLIR_CUDA_CHECK(cudaMemsetAsync(part, 0, size_t(parts * 3 * hidden) * sizeof(float), stream));
-  if (ctx) attention_rowdot(Dsum, dctx, ctx, T, heads, l.d, stream);
-  else attention_rowdot(Dsum, dctx, ctx16, T, heads, l.d, stream);
+  attention_rowdot(Dsum, dctx, io.dctx16, ctx, io.ctx16, T, heads, l.d, stream);
   switch (l.d) {
     case 32:
-      backward_d<32>(l, dqkv, dqkv16, part, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
-                     stream);
+      backward_d<32>(l, dqkv, dqkv16, part, dctx, io.dctx16, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site,
+                     seq_keys, stream);
       break;
     case 64:
-      backward_d<64>(l, dqkv, dqkv16, part, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
-                     stream);
+      backward_d<64>(l, dqkv, dqkv16, part, dctx, io.dctx16, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site,
+                     seq_keys, stream);
       break;
     default:
-      backward_d<128>(l, dqkv, dqkv16, part, dctx, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site, seq_keys,
-                      stream);
+      backward_d<128>(l, dqkv, dqkv16, part, dctx, io.dctx16, lse, Dsum, qkv, offsets, hidden, heads, key_keep, p, site,
+                      seq_keys, stream);
   }
   if (dbias) column_reduce(dbias, part, parts, 3 * hidden, stream);
 }

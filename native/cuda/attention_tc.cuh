@@ -46,22 +46,31 @@ void attention_forward_tc(float* ctx, __nv_bfloat16* ctx16, float* lse, const fl
 // Scratch (floats) that attention_backward_tc needs for T tokens in B sequences: the row sums D
 // (T * heads) and the bias gradient's partial column sums ((T / 64 + B) rows of 3 * hidden).
 int64_t attention_backward_tc_scratch_floats(int64_t T, int64_t B, int64_t hidden, int64_t heads);
+// The bf16 side of attention_backward_tc: copies it reads instead of the fp32 tensors, and what it
+// writes besides (or instead of) dqkv. Every member may be null.
+struct TcBackwardIo {
+  // Read when the fp32 argument is null. bf16 training keeps only these: the forward's ctx16 (D =
+  // rowsum(dctx * ctx) then reads it, as FlashAttention-2 reads its bf16 output) and the output
+  // product's backward writes dctx in bf16 (the kernels round dO to bf16 anyway, so only D sees
+  // the difference).
+  const __nv_bfloat16* dctx16 = nullptr;
+  const __nv_bfloat16* ctx16 = nullptr;
+  // bf16(dqkv) from the same stores: the operand of the QKV product's bf16 backward.
+  __nv_bfloat16* dqkv16 = nullptr;
+  // dbias[3H] += the column sums of dqkv, the QKV product's bias gradient. Each block sums its
+  // 64-row tile's columns from shared memory (in row order, fp32) and a fixed-order double sum over
+  // the tiles follows (activation.cuh's column_reduce): deterministic, no atomics, and no fp32
+  // dqkv to write and read back (24 bytes x tokens x hidden per layer).
+  float* dbias = nullptr;
+};
 // As attention_backward (attention.cuh): dqkv[T, 3H] (written with =) from dctx[T, H], given the
 // forward's ctx and lse. Every token of every sequence is written; since offsets cover [0, T), that
-// is every row (unlike the fp32 kernel there is no zero-fill pass first). dqkv16 (may be null)
-// receives bf16(dqkv) from the same stores: the operand of the QKV product's bf16 backward. dqkv
-// may be null when dqkv16 is not: bf16 training reads only the copy.
-// dbias (may be null): dbias[3H] += the column sums of dqkv, the QKV product's bias gradient. Each
-// block sums its 64-row tile's columns from shared memory (in row order, fp32) and a fixed-order
-// double sum over the tiles follows (activation.cuh's column_reduce): deterministic, no atomics,
-// and no fp32 dqkv to write and read back (24 bytes x tokens x hidden per layer).
-// ctx16 (may be null): the forward's bf16 output copy, read for D = rowsum(dctx * ctx) when ctx is
-// null (as FlashAttention-2 does with its bf16 output); ctx is read when given.
+// is every row (unlike the fp32 kernel there is no zero-fill pass first). dqkv may be null when
+// io.dqkv16 is not; dctx and ctx may be null when io has their copies.
 void attention_backward_tc(float* dqkv, const float* dctx, const float* ctx, const float* lse, const float* qkv,
                            const int32_t* offsets, int64_t num_seqs, int64_t max_len, int64_t T, int64_t hidden,
                            int64_t heads, const uint8_t* key_keep, float p, uint64_t site, const uint64_t* seq_keys,
-                           float* scratch, cudaStream_t stream, __nv_bfloat16* dqkv16 = nullptr,
-                           float* dbias = nullptr, const __nv_bfloat16* ctx16 = nullptr);
+                           float* scratch, cudaStream_t stream, const TcBackwardIo& io = TcBackwardIo{});
 
 }  // namespace cuda
 }  // namespace xlir

@@ -132,21 +132,28 @@ struct CudaOps {
     return std::max(cuda::attention_backward_scratch_floats(T, heads),
                     attention_backward_tc_scratch_floats(T, B, H, heads));
   }
-  // Whether attention in this precision works from bf16 copies alone: no fp32 ctx written (the
-  // backward reads ctx16) and no fp32 dqkv (the backward writes dqkv16 and sums the bias gradient
-  // itself). The tensor-core kernels do.
+  // Whether attention in this precision works from bf16 copies alone: no fp32 ctx written, dctx
+  // taken in bf16, no fp32 dqkv (the backward reads ctx16 and dctx16, writes dqkv16 and sums the
+  // bias gradient itself). The tensor-core kernels do.
   bool attention_bf16_only(bool bf, int64_t H, int64_t heads) { return use_tc(bf, H, heads); }
+  // A product with bf16 operands and a bf16 result (fp32 accumulation, rounded once): the output
+  // product's dctx where attention_bf16_only.
+  void gemm16(const Gemm& g, const void* A, const void* B, bf16* C) {
+    cuda::gemm(g, A, B, C, DType::BF16, DType::BF16, stream);
+  }
   // dqkv16 (may be null): the bf16 copy of dqkv, written by the tensor-core kernels' own stores, or
   // by a conversion pass after the fp32 kernel. dbias (may be null): += the column sums of dqkv, in
   // the tensor-core kernels, else by bias_backward over dqkv (which the fp32 kernel needs anyway).
-  // ctx may be null where attention_bf16_only: ctx16 is read instead.
-  void attention_backward(float* dqkv, bf16* dqkv16, float* dbias, const float* dctx, const float* ctx,
-                          const bf16* ctx16, const float* lse, const float* qkv, const int32_t* off32, int64_t B,
-                          int64_t max_len, int64_t T, int64_t H, int64_t heads, float p, uint64_t site,
+  // Where attention_bf16_only, dctx and ctx may be null: dctx16 and ctx16 are read instead.
+  void attention_backward(float* dqkv, bf16* dqkv16, float* dbias, const float* dctx, const bf16* dctx16,
+                          const float* ctx, const bf16* ctx16, const float* lse, const float* qkv, const int32_t* off32,
+                          int64_t B, int64_t max_len, int64_t T, int64_t H, int64_t heads, float p, uint64_t site,
                           const uint64_t* seq_keys, float* scratch, bool bf) {
     if (use_tc(bf, H, heads)) {
+      cuda::TcBackwardIo io;
+      io.dctx16 = dctx16, io.ctx16 = ctx16, io.dqkv16 = dqkv16, io.dbias = dbias;
       cuda::attention_backward_tc(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,
-                                  scratch, stream, dqkv16, dbias, ctx16);
+                                  scratch, stream, io);
       return;
     }
     cuda::attention_backward(dqkv, dctx, ctx, lse, qkv, off32, B, max_len, T, H, heads, nullptr, p, site, seq_keys,

@@ -343,17 +343,24 @@ static void bench_attention(const Packed& pb) {
     cuda::attention_backward_tc(dqkv.p, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
                                 seq_keys.p, scratch_tc.p, g_stream);
   });
-  // As the bf16 training step calls it: no fp32 dqkv, its bf16 copy and the QKV bias gradient's
-  // sums from the kernels (before: this row's fp32 dqkv, then a bias_backward pass over it).
+  // The next row is the bf16 training step's call: dctx and ctx in bf16 only, no fp32 dqkv, its
+  // bf16 copy and the QKV bias gradient's sums from the kernels. The row before it is the call as
+  // it was (fp32 dctx, ctx and dqkv, then a bias_backward pass over dqkv).
   Buf<float> scratch_bias(size_t(cuda::bias_backward_scratch_floats(T, 3 * H)));
   bench("attention backward (tensor cores) -> fp32 + bf16 dqkv, bias_backward", shape, Limit::Bf16, bwd, [&] {
+    cuda::TcBackwardIo io;
+    io.dqkv16 = dqkv16.p;
     cuda::attention_backward_tc(dqkv.p, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
-                                seq_keys.p, scratch_tc.p, g_stream, dqkv16.p);
+                                seq_keys.p, scratch_tc.p, g_stream, io);
     cuda::bias_backward(dbias.p, dqkv.p, T, 3 * H, scratch_bias.p, g_stream);
   });
-  bench("attention backward (tensor cores) -> bf16 dqkv + bias sums", shape, Limit::Bf16, bwd, [&] {
-    cuda::attention_backward_tc(nullptr, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
-                                seq_keys.p, scratch_tc.p, g_stream, dqkv16.p, dbias.p);
+  Buf<__nv_bfloat16> dctx16(size_t(T * H));
+  cuda::to_bf16(dctx16.p, dctx.p, T * H, g_stream);
+  bench("attention backward (tensor cores) bf16 dctx, ctx -> bf16 dqkv + bias sums", shape, Limit::Bf16, bwd, [&] {
+    cuda::TcBackwardIo io;
+    io.dctx16 = dctx16.p, io.ctx16 = ctx16.p, io.dqkv16 = dqkv16.p, io.dbias = dbias.p;
+    cuda::attention_backward_tc(nullptr, nullptr, nullptr, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p,
+                                7, seq_keys.p, scratch_tc.p, g_stream, io);
   });
   // Speed-up over the fp32 rows above, by name (rows left out by --only are skipped).
   auto find = [&](const char* op, size_t from, size_t to) -> const Row* {

@@ -740,10 +740,11 @@ struct TcRun {
   std::vector<uint16_t> ctx16, dqkv16;  // dqkv16 empty unless asked for
   Vec dbias;                            // the bias gradient after += (empty unless a start was given)
 };
-// Which outputs a tc run asks for: the fp32 ctx (else the backward reads ctx16), the fp32 dqkv,
-// its bf16 copy, and the bias gradient's sums (+= onto dbias_start when it is not empty).
+// Which tensors a tc run uses: the fp32 ctx (else the backward reads ctx16), dctx in fp32 (else
+// its bf16 rounding is what the backward gets, as from a bf16 product), the fp32 dqkv, its bf16
+// copy, and the bias gradient's sums (+= onto dbias_start when it is not empty).
 struct TcOutputs {
-  bool ctx = true, dqkv = true, dqkv16 = true;
+  bool ctx = true, dctx = true, dqkv = true, dqkv16 = true;
   Vec dbias_start;
 };
 static TcRun run_tc(const Vec& qkv, const Vec& dctx, const std::vector<int32_t>& lengths,
@@ -757,15 +758,20 @@ static TcRun run_tc(const Vec& qkv, const Vec& dctx, const std::vector<int32_t>&
       dscr(size_t(cuda::attention_backward_tc_scratch_floats(T, B, H, nh)));
   Dev<int32_t> doff(offsets_of(lengths));
   Dev<uint64_t> dkeys(keys);
-  Dev<uint16_t> dctx16(size_t(T * H)), ddqkv16(want.dqkv16 ? size_t(T * 3 * H) : 0);
+  Dev<uint16_t> dctx16(size_t(T * H)), ddqkv16(want.dqkv16 ? size_t(T * 3 * H) : 0),
+      ddc16(want.dctx ? std::vector<uint16_t>() : to_bf16_host(dctx));
   Dev<uint8_t> dkeep(keep ? *keep : std::vector<uint8_t>());
   const uint8_t* kp = keep ? dkeep.p : nullptr;
   const bool sums = !want.dbias_start.empty();
   float* ctx32 = want.ctx ? dctx_out.p : nullptr;
   cuda::attention_forward_tc(ctx32, bf(dctx16), dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p, 7, dkeys.p, g_stream);
-  cuda::attention_backward_tc(want.dqkv ? ddqkv.p : nullptr, ddc.p, ctx32, dlse.p, dq.p, doff.p, B, maxL, T, H, nh, kp, p,
-                              7, dkeys.p, dscr.p, g_stream, want.dqkv16 ? bf(ddqkv16) : nullptr,
-                              sums ? ddbias.p : nullptr, bf(dctx16));
+  cuda::TcBackwardIo io;
+  io.dctx16 = want.dctx ? nullptr : bf(ddc16);
+  io.ctx16 = bf(dctx16);
+  io.dqkv16 = want.dqkv16 ? bf(ddqkv16) : nullptr;
+  io.dbias = sums ? ddbias.p : nullptr;
+  cuda::attention_backward_tc(want.dqkv ? ddqkv.p : nullptr, want.dctx ? ddc.p : nullptr, ctx32, dlse.p, dq.p, doff.p, B,
+                              maxL, T, H, nh, kp, p, 7, dkeys.p, dscr.p, g_stream, io);
   TcRun r;
   r.lse = dlse.get(), r.ctx16 = dctx16.get();
   if (want.ctx) r.ctx = dctx_out.get();
@@ -840,16 +846,18 @@ static void attention_tc_case_body(const std::string& tag, int64_t H, int64_t nh
   report(n + " bias gradient += the column sums of dqkv", tc_bias_sum_err(r.dbias, want.dbias_start, r.dqkv, T, 3 * H),
          kTcBiasSums);
   if (!bf16_only) return;
-  // The same without the fp32 ctx: the forward writes only ctx16 and the backward's D = dctx . ctx
-  // reads it (rounded ctx, as FlashAttention-2's bf16 output), within the same tolerances against
-  // the CPU. Once with the fp32 dqkv (to check the sums against), once without it (bf16 training).
+  // The same as bf16 training runs it: the forward writes only ctx16, dctx comes in bf16 (as the
+  // output product's bf16 result), and the backward's D = dctx . ctx reads both copies (as
+  // FlashAttention-2 reads its bf16 output and dO); dO tiles are the same bf16 values as before,
+  // only D moves. Within the same tolerances against the CPU. Once with the fp32 dqkv (to check
+  // the sums against), once without it.
   TcOutputs w2 = want;
-  w2.ctx = false;
+  w2.ctx = w2.dctx = false;
   const TcRun r2 = run_tc(qkv, dctx, lengths, keys, nullptr, H, nh, p, w2);
   TcOutputs w3 = w2;
   w3.dqkv = false;
   const TcRun r3 = run_tc(qkv, dctx, lengths, keys, nullptr, H, nh, p, w3);
-  const std::string m = n + " from bf16 copies (no fp32 ctx)";
+  const std::string m = n + " from bf16 copies (ctx16, dctx16)";
   report_count(m + ": the same ctx16 and lse bit for bit",
                count_bits_differ(from_bf16_host(r2.ctx16), from_bf16_host(r.ctx16)) + count_bits_differ(r2.lse, r.lse));
   report(m + " backward dqkv vs CPU bf16", rel_err(r2.dqkv, dqkv16c), kTcBwdVsBf16);
@@ -979,8 +987,10 @@ static void test_attention_tc() {
     report_count("attention tc backward refuses to write neither dqkv nor its bf16 copy", refused([&] {
       Dev<float> x(size_t(4 * 3 * 64)), sc(size_t(cuda::attention_backward_tc_scratch_floats(4, 1, 64, 2)));
       Dev<int32_t> off(std::vector<int32_t>{0, 4});
+      cuda::TcBackwardIo io;
+      io.dbias = x.p;
       cuda::attention_backward_tc(nullptr, x.p, x.p, x.p, x.p, off.p, 1, 4, 4, 64, 2, nullptr, 0.f, 0, nullptr, sc.p,
-                                  g_stream, nullptr, x.p);
+                                  g_stream, io);
     }, "dqkv or dqkv16"));
   }
 }
