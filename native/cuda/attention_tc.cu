@@ -65,36 +65,27 @@ struct Dims {
   static_assert(kO <= 2 * kS && kO <= 2 * kHalf, "staging fits");
 };
 
-// rows [r0, r0 + 64) of a [*, stride] fp32 matrix (row 0 at src, d columns) into a bf16 tile,
-// rounding on the way; rows at or past L become zeros. Two columns per thread: one 4-byte store.
-template <int D>
-__device__ __forceinline__ void load_tile(bf16* __restrict__ dst, const float* __restrict__ src, int64_t stride, int r0,
-                                          int L) {
-  constexpr int kPairs = D / 2;
-  for (int idx = threadIdx.x; idx < kRows * kPairs; idx += kThreads) {
-    const int r = idx / kPairs, c = 2 * (idx - r * kPairs), row = r0 + r;
-    float a = 0.f, b = 0.f;
-    if (row < L) {
-      const float* s = src + int64_t(row) * stride + c;
-      a = s[0];
-      b = s[1];
-    }
-    __nv_bfloat162 v;
-    v.x = to_bf16(a);
-    v.y = to_bf16(b);
-    *reinterpret_cast<__nv_bfloat162*>(dst + r * Dims<D>::kLdH + c) = v;
-  }
+// Two consecutive values as a bf16 pair: rounded from fp32, or copied from bf16.
+__device__ __forceinline__ __nv_bfloat162 bf16_pair(const float* s) {
+  __nv_bfloat162 v;
+  v.x = to_bf16(s[0]);
+  v.y = to_bf16(s[1]);
+  return v;
 }
-// The same from a bf16 matrix (a copy: the values are bf16 already).
-template <int D>
-__device__ __forceinline__ void load_tile(bf16* __restrict__ dst, const bf16* __restrict__ src, int64_t stride, int r0,
+__device__ __forceinline__ __nv_bfloat162 bf16_pair(const bf16* s) { return *reinterpret_cast<const __nv_bfloat162*>(s); }
+
+// rows [r0, r0 + 64) of a [*, stride] fp32 (rounded on the way) or bf16 matrix (row 0 at src, d
+// columns) into a bf16 tile; rows at or past L become zeros. Two columns per thread: one 4-byte
+// store.
+template <int D, typename Src>
+__device__ __forceinline__ void load_tile(bf16* __restrict__ dst, const Src* __restrict__ src, int64_t stride, int r0,
                                           int L) {
   constexpr int kPairs = D / 2;
   for (int idx = threadIdx.x; idx < kRows * kPairs; idx += kThreads) {
     const int r = idx / kPairs, c = 2 * (idx - r * kPairs), row = r0 + r;
     __nv_bfloat162 v;
     if (row < L) {
-      v = *reinterpret_cast<const __nv_bfloat162*>(src + int64_t(row) * stride + c);
+      v = bf16_pair(src + int64_t(row) * stride + c);
     } else {
       v.x = to_bf16(0.f);
       v.y = v.x;
