@@ -241,9 +241,9 @@ class DeviceModel final : public DeviceBackend {
       bf16* dctx16 = attn16_ ? reinterpret_cast<bf16*>(dffn) : nullptr;
       if (attn16_) ops_.gemm16(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx16);
       else ops_.gemm(linear_bwd_x_desc(T, H, H, 0.f), dY, wt(w.ao_w), dctx, bf_);
-      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, tr ? G_ + w.qkv_b : nullptr, dctx, dctx16, a.ctx, a.ctx16, a.lse,
-                              a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap, site_key(seed, l, 0), a_.seq_keys, scr,
-                              bf_);
+      ops_.attention_backward(dqkv, bf_ ? y16 : nullptr, tr ? G_ + w.qkv_b : nullptr, dctx, dctx16, a.ctx, a.ctx16,
+                              a.lse, a.qkv, a_.off32, B, max_len_, T, H, c.heads, ap, site_key(seed, l, 0),
+                              a_.seq_keys, scr, bf_);
       dY = bf_ ? static_cast<const void*>(y16) : dqkv;
       if (tr) ops_.gemm(linear_bwd_w_desc(T, 3 * H, H), dY, in(xs_[l], xs16_[l]), G_ + w.qkv_w, bf_);
       if (below[size_t(l)]) ops_.gemm(linear_bwd_x_desc(T, 3 * H, H, 1.f), dY, wt(w.qkv_w), dh, bf_);  // dx = dr1 + ...

@@ -131,7 +131,7 @@ struct HostOps {
                          const uint64_t* seq_keys, bool bf) {
     const Shape s = shape_of(off32, B);
     std::vector<float> scr(size_t(attention_scratch_floats(heads, max_len)));
-    std::vector<float> tmp(ctx ? 0 : size_t(T * H));  // ctx may be null when only the bf16 copy is wanted
+    std::vector<float> tmp(ctx ? 0 : size_t(T * H));  // ctx is null when only the bf16 copy is wanted
     if (!ctx) ctx = tmp.data();
     xlir::attention_forward(ctx, qkv, AttentionShape{B, s.lengths.data(), s.offsets.data(), seq_keys, H, heads}, p, site,
                             scr.data(), bf ? Precision::BF16 : Precision::FP32);
@@ -149,8 +149,9 @@ struct HostOps {
     for (int64_t r = 0; r < g.M; r++) to_bf16(C + r * g.ldc, tmp.data() + r * g.ldc, g.N);
   }
   void attention_backward(float* dqkv, bf16* dqkv16, float* dbias, const float* dctx, const bf16* dctx16,
-                          const float*, const bf16*, const float*, const float* qkv, const int32_t* off32, int64_t B, int64_t max_len, int64_t T, int64_t H,
-                          int64_t heads, float p, uint64_t site, const uint64_t* seq_keys, float*, bool bf) {
+                          const float*, const bf16*, const float*, const float* qkv, const int32_t* off32, int64_t B,
+                          int64_t max_len, int64_t T, int64_t H, int64_t heads, float p, uint64_t site,
+                          const uint64_t* seq_keys, float*, bool bf) {
     const Shape s = shape_of(off32, B);
     std::vector<float> scr(size_t(attention_scratch_floats(heads, max_len)));
     std::vector<float> tmp(dqkv ? 0 : size_t(T * 3 * H)), dc(dctx ? 0 : size_t(T * H));
