@@ -10,14 +10,17 @@
 //  - Precision, as the CPU's Precision::BF16 path (attention.cc) rounds: q, k, v and dctx are rounded
 //    to bf16 on their way into shared memory (no separate conversion pass over qkv), P (after
 //    dropout) is rounded to bf16 for P V and P^T dO, dS for dS K and dS^T Q. Scores, the softmax
-//    statistics (running max and sum, lse), D = dctx . ctx and every accumulator are fp32.
+//    statistics (running max and sum, lse), D = dctx . ctx and every accumulator are fp32. bf16
+//    training passes ctx and dctx as bf16 copies only (TcBackwardIo): the same dO tiles, and D
+//    from the rounded operands, as FlashAttention-2 forms it from its bf16 output and dO.
 //  - FlashAttention-2 tiling with the WMMA API (16x16x16 bf16 fragments, sm_80+): a block of 4 warps
 //    owns 64 rows (queries, or keys in the dk/dv kernel), 16 per warp, and streams the other side in
 //    tiles of 64. WMMA's accumulator layout is opaque, so each warp stores its 16 x 64 score tile to
 //    shared memory and two lanes per row do the softmax arithmetic there.
 //  - Backward, deterministic (no atomics; every output element is written by one thread, in a fixed
 //    order of tiles): D = rowdot(dctx, ctx), then a dk/dv kernel looping over query tiles and a dq
-//    kernel looping over key tiles, both recomputing P and dS.
+//    kernel looping over key tiles, both recomputing P and dS; the QKV bias gradient's column sums
+//    from each block's staged output tile, then one fixed-order pass over the tiles.
 //  - Dropout: the fp32 kernel's and the CPU's hash with the same indices (row key
 //    hash(hash(site, seq_keys[s]), h L + i) for query i of a length-L sequence, column j = the key's
 //    index in its sequence), so the three engines drop the same probabilities.
