@@ -447,7 +447,8 @@ class DeviceModel final : public DeviceBackend {
         p.seg_start = keep ? i32(T + 1) : nullptr;
         p.seg_row = keep ? i32(T) : nullptr;
       }
-      a.emb_sum = f(T * H), a.emb_mean = f(T), a.emb_rstd = f(T);
+      // The LayerNorms' inputs (emb_sum, r1, r2) only for a backward: inference does not write them.
+      a.emb_sum = keep ? f(T * H) : nullptr, a.emb_mean = f(T), a.emb_rstd = f(T);
       xs_.assign(size_t(nl + 1), nullptr);
       xs16_.assign(size_t(nl + 1), nullptr);
       std::vector<float*> xf(static_cast<size_t>(nxs));
@@ -460,8 +461,9 @@ class DeviceModel final : public DeviceBackend {
       acts_.assign(size_t(slots), Acts{});
       for (auto& s : acts_) {
         s.qkv = f(T * 3 * H), s.ctx = attn16_ ? nullptr : f(T * H), s.ctx16 = h16(T * H), s.lse = f(T * c.heads);
-        s.r1 = f(T * H);
-        s.mean1 = f(T), s.rstd1 = f(T), s.a1 = f(T * H), s.a116 = h16(T * H), s.pre = f(T * F), s.r2 = f(T * H);
+        s.r1 = keep ? f(T * H) : nullptr;
+        s.mean1 = f(T), s.rstd1 = f(T), s.a1 = f(T * H), s.a116 = h16(T * H), s.pre = f(T * F);
+        s.r2 = keep ? f(T * H) : nullptr;
         s.mean2 = f(T), s.rstd2 = f(T), s.gel16 = h16(T * F);
       }
       a.tmp = f(T * H), a.gel = bf ? nullptr : f(T * F);  // fp32 mode: recomputed by backward

@@ -52,6 +52,8 @@ struct HostOps {
                                    const int32_t* pos_ids, const int32_t* type_ids, const float* word, const float* pos,
                                    const float* type, int64_t, int64_t, int64_t, const float* w, const float* beta,
                                    int64_t T, int64_t C, float eps, const RowDropout& drop) {
+    std::vector<float> tmp(x ? 0 : size_t(T * C));  // x is null in inference (nothing reads it)
+    if (!x) x = tmp.data();
     embedding_forward(x, ids, pos_ids, type_ids, word, pos, type, T, C);
     layernorm_forward(y, mean, rstd, x, w, beta, T, C, eps);
     xlir::dropout_rows(y, y, T, C, drop.p, drop.site, drop.row_keys);  // of the output
@@ -60,6 +62,8 @@ struct HostOps {
   void residual_layernorm_forward(float* x, float* y, bf16* y16, float* mean, float* rstd, const float* a,
                                   const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
                                   const RowDropout& drop) {
+    std::vector<float> tmp(x ? 0 : size_t(N * C));  // x is null in inference (nothing reads it)
+    if (!x) x = tmp.data();
     xlir::dropout_rows(x, a, N, C, drop.p, drop.site, drop.row_keys);  // of the branch, then the residual add
     if (b)
       for (int64_t i = 0; i < N * C; i++) x[i] = x[i] + b[i];

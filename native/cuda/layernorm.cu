@@ -37,7 +37,9 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   const int lane = threadIdx.x & 31;
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
-  float* xr = x + row * C;
+  // x null (inference: no backward reads it): the output row is the scratch instead, overwritten by
+  // the final values; each lane reads back only what it wrote itself, so y may alias a as x may.
+  float* xr = (x ? x : y) + row * C;
   // Dropout: of the branch a (residual) or of the output y (embedding), as dropout_rows computes it.
   const uint64_t rk = p > 0.f ? d_hash_key(site, row_keys[row]) : 0;
   float sum = 0.f;
@@ -252,7 +254,7 @@ void residual_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* m
                                 const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
                                 cudaStream_t stream, const RowDropout& drop) {
   check_rows(N, C, "cuda residual_layernorm_forward");
-  XLIR_CHECK(x && y && a && w && beta, "cuda residual_layernorm_forward: null pointer");
+  XLIR_CHECK(y && a && w && beta, "cuda residual_layernorm_forward: null pointer");
   const DropArgs d = drop_args(drop, "cuda residual_layernorm_forward");
   if (N == 0) return;
   layernorm_forward_kernel<Source::Residual><<<ceil_div(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream>>>(
@@ -267,7 +269,7 @@ void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* 
                                  const float* beta, int64_t T, int64_t C, float eps, cudaStream_t stream,
                                  const RowDropout& drop) {
   check_rows(T, C, "cuda embedding_layernorm_forward");
-  XLIR_CHECK(x && y && ids && pos_ids && type_ids && word && pos && type && w && beta,
+  XLIR_CHECK(y && ids && pos_ids && type_ids && word && pos && type && w && beta,
              "cuda embedding_layernorm_forward: null pointer");
   XLIR_CHECK(vocab >= 1 && max_pos >= 1 && type_vocab >= 1, "cuda embedding_layernorm_forward: empty table");
   const DropArgs d = drop_args(drop, "cuda embedding_layernorm_forward");

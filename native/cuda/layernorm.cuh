@@ -23,13 +23,15 @@ namespace xlir {
 namespace cuda {
 
 // x = dropout(a) + b (b may be null: x = dropout(a); x may alias a), y = (x - mean) * rstd * w + beta:
-// a post-LN block's "LayerNorm(residual + dropout(branch))" in one pass over the rows.
+// a post-LN block's "LayerNorm(residual + dropout(branch))" in one pass over the rows. x may be null
+// (inference keeps nothing for backward: 4 bytes x N x C not written), as may mean and rstd.
 void residual_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const float* a,
                                 const float* b, const float* w, const float* beta, int64_t N, int64_t C, float eps,
                                 cudaStream_t stream, const RowDropout& drop = {});
 
 // x[t] = word[ids[t]] + pos[pos_ids[t]] + type[type_ids[t]], then LayerNorm as above, then dropout of
-// the output: y (and y16) = dropout(LayerNorm(x)); x, mean and rstd are the LayerNorm's. Ids must lie
+// the output: y (and y16) = dropout(LayerNorm(x)); x, mean and rstd are the LayerNorm's (each may be
+// null, as above). Ids must lie
 // in [0, vocab), [0, max_pos), [0, type_vocab): the host validates them (embedding_grad_plan does); a
 // row with an id out of range is written as NaN instead of reading outside the table.
 void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const int32_t* ids,

@@ -358,6 +358,17 @@ static void test_embedding_layernorm() {
   report_count("embedding + LayerNorm + dropout: bf16 copy is the dropped y rounded",
                count_bits_differ(from_bf16_host(dy16.get()), from_bf16_host(to_bf16_host(gyd))));
   report_count("embedding + LayerNorm + dropout: x is still the gather", count_bits_differ(dx.get(), x));
+  {  // Inference keeps no x: the output row is the kernel's scratch instead, with the same results.
+    Dev<float> ny(size_t(T * C)), nmean(static_cast<size_t>(T)), nrstd(static_cast<size_t>(T));
+    Dev<uint16_t> ny16(size_t(T * C));
+    cuda::embedding_layernorm_forward(nullptr, ny.p, bf(ny16), nmean.p, nrstd.p, dids.p, dpos.p, dtypes.p, dword.p,
+                                      dpe.p, dte.p, V, P, TY, dw.p, db.p, T, C, eps, g_stream,
+                                      RowDropout{0.3f, 77, dkeys.p});
+    report_count("embedding + LayerNorm + dropout without x (inference): y, its bf16 copy, mean and rstd bit for bit",
+                 count_bits_differ(ny.get(), gyd) + count_bits_differ(nmean.get(), dmean.get()) +
+                     count_bits_differ(nrstd.get(), drstd.get()) +
+                     count_bits_differ(from_bf16_host(ny16.get()), from_bf16_host(dy16.get())));
+  }
   int64_t zeros = 0;
   for (float v : gyd) zeros += v == 0.f;
   // p = 0.3 over 3700 elements: about 1110 zeros; [900, 1320] is more than 6 standard deviations.
@@ -432,6 +443,16 @@ static void test_residual_layernorm() {
     Vec x_cpu(size_t(N * C));
     for (size_t i = 0; i < x_cpu.size(); i++) x_cpu[i] = ad[i] + b2[i];
     report_count(tag + " dropout fused: x equals the CPU's dropout_rows + add", count_bits_differ(dx.get(), x_cpu));
+    {  // Inference keeps no x: the output row is the kernel's scratch instead, with the same results.
+      Dev<float> ny(size_t(N * C)), nmean(static_cast<size_t>(N)), nrstd(static_cast<size_t>(N));
+      Dev<uint16_t> ny16(size_t(N * C));
+      cuda::residual_layernorm_forward(nullptr, ny.p, bf(ny16), nmean.p, nrstd.p, da.p, db2.p, dw.p, dbeta.p, N, C,
+                                       1e-12f, g_stream, drop);
+      report_count(tag + " without x (inference): y, its bf16 copy, mean and rstd bit for bit",
+                   count_bits_differ(ny.get(), fy) + count_bits_differ(nmean.get(), dmean.get()) +
+                       count_bits_differ(nrstd.get(), drstd.get()) +
+                       count_bits_differ(from_bf16_host(ny16.get()), from_bf16_host(dy16.get())));
+    }
 
     Dev<float> ugx(size_t(N * C)), fgx(size_t(N * C)), fgd(size_t(N * C)), ugw(w0), ugb(b0), fgw(w0), fgb(b0);
     Dev<uint16_t> fgd16(size_t(N * C));
