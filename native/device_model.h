@@ -11,11 +11,12 @@
 // outputs, reading bf16 copies that the producing kernel writes alongside its fp32 output (LayerNorm,
 // attention, GELU, and in backward the gradients that feed products), and bf16 working weights that
 // the AdamW kernel rewrites from the fp32 master weights in the same pass. Where only a product
-// reads a tensor, bf16 mode writes only the bf16 copy (the GELU output, the GELU's input gradient).
-// Attention in bf16 mode rounds q, k, v and the probabilities to bf16
-// for its products (tensor cores on CUDA, the CPU's bf16 attention when emulated) and keeps its
-// softmax statistics in fp32; LayerNorm, GELU and every gradient are fp32. The pooler and the
-// sentence-transformers Dense head are [B, H] products and stay fp32.
+// reads a tensor, bf16 mode writes only the bf16 copy (the GELU output, the GELU's input gradient,
+// and where the back end's attention works from bf16 copies alone, attention's output, its output
+// gradient and dqkv). Attention in bf16 mode rounds q, k, v and the probabilities to bf16 for its
+// products (tensor cores on CUDA, the CPU's bf16 attention when emulated) and keeps its softmax
+// statistics in fp32; LayerNorm, GELU and the arithmetic of every gradient are fp32. The pooler and
+// the sentence-transformers Dense head are [B, H] products and stay fp32.
 // Memory traffic is what these fusions are for: the bf16 step is bandwidth-bound outside the
 // products, and each fusion removes a read or a write of a [tokens, hidden or ffn] tensor.
 // Memory: parameters, gradients and bf16 weights are one allocation; AdamW moments a second (made

@@ -21,8 +21,9 @@ namespace cuda {
 void bias_gelu_forward(float* pre, float* y, __nv_bfloat16* y16, const float* x, const float* bias, int64_t N, int64_t C,
                        cudaStream_t stream);
 // dx = dy * gelu'(pre) (dx may alias dy), dx16 = bf16(dx); dbias += column sums of dx when dbias is
-// not null. dx or dx16 may be null (not both): bf16 mode needs only the copy (and the sums). One pass: a thread per column of a 64-row chunk writes dx and dx16 and
-// keeps the chunk's column sum (the order bias_backward sums in, so the same bits).
+// not null. dx or dx16 may be null (not both): bf16 mode needs only the copy (and the sums). One
+// pass: a thread per column of a 64-row chunk writes dx and dx16 and keeps the chunk's column sum
+// (the order bias_backward sums in, so the same bits).
 void bias_gelu_backward(float* dx, __nv_bfloat16* dx16, float* dbias, const float* dy, const float* pre, int64_t N,
                         int64_t C, float* scratch, cudaStream_t stream);
 

@@ -31,9 +31,9 @@ void residual_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* m
 
 // x[t] = word[ids[t]] + pos[pos_ids[t]] + type[type_ids[t]], then LayerNorm as above, then dropout of
 // the output: y (and y16) = dropout(LayerNorm(x)); x, mean and rstd are the LayerNorm's (each may be
-// null, as above). Ids must lie
-// in [0, vocab), [0, max_pos), [0, type_vocab): the host validates them (embedding_grad_plan does); a
-// row with an id out of range is written as NaN instead of reading outside the table.
+// null, as above). Ids must lie in [0, vocab), [0, max_pos), [0, type_vocab): the host validates
+// them (embedding_grad_plan does); a row with an id out of range is written as NaN instead of
+// reading outside the table.
 void embedding_layernorm_forward(float* x, float* y, __nv_bfloat16* y16, float* mean, float* rstd, const int32_t* ids,
                                  const int32_t* pos_ids, const int32_t* type_ids, const float* word, const float* pos,
                                  const float* type, int64_t vocab, int64_t max_pos, int64_t type_vocab, const float* w,

@@ -343,9 +343,9 @@ static void bench_attention(const Packed& pb) {
     cuda::attention_backward_tc(dqkv.p, dctx.p, ctx.p, lse.p, qkv.p, offsets.p, B, pb.max_len, T, H, nh, nullptr, p, 7,
                                 seq_keys.p, scratch_tc.p, g_stream);
   });
-  // The next row is the bf16 training step's call: dctx and ctx in bf16 only, no fp32 dqkv, its
-  // bf16 copy and the QKV bias gradient's sums from the kernels. The row before it is the call as
-  // it was (fp32 dctx, ctx and dqkv, then a bias_backward pass over dqkv).
+  // The bf16 training step's call, as it was and as it is: fp32 dctx, ctx and dqkv (with its bf16
+  // copy) then a bias_backward pass over dqkv; now dctx and ctx in bf16 only, no fp32 dqkv, and the
+  // QKV bias gradient's sums from the kernels.
   Buf<float> scratch_bias(size_t(cuda::bias_backward_scratch_floats(T, 3 * H)));
   bench("attention backward (tensor cores) -> fp32 + bf16 dqkv, bias_backward", shape, Limit::Bf16, bwd, [&] {
     cuda::TcBackwardIo io;

@@ -427,7 +427,8 @@ int order_mode() {
   if (!std::strcmp(e, "warps")) return 3;
   if (!std::strcmp(e, "warps-reverse")) return 4;
 #endif
-  std::fprintf(stderr, "cuda emulation: XLIR_CUDA_EMU_ORDER must be forward, reverse, random, warps or warps-reverse\n");
+  std::fprintf(stderr, "cuda emulation: XLIR_CUDA_EMU_ORDER must be forward, reverse, random, warps or "
+                       "warps-reverse (the warp orders only where fibers switch directly: x86-64)\n");
   std::exit(2);
 }
 const int g_order = order_mode();
