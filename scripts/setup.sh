@@ -65,6 +65,13 @@ fi
 npx cmake-js compile --out build >build.log 2>&1 || { tail -50 build.log; exit 1; }
 grep -E "xlir: CUDA" build.log | head -1 || true
 grep -E "xlir: faiss-node" build.log | head -1 || true
+# build/tsan: the emulated CUDA kernels under ThreadSanitizer, the race detector that
+# test/cuda-emu.test.ts runs (native/tests/cuda_emu/README.md). Plain cmake, no GPU or nvcc needed.
+if command -v python3 >/dev/null 2>&1; then
+  { cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Release -DXLIR_CUDA=OFF -DXLIR_CUDA_EMU_TSAN=ON &&
+    cmake --build build/tsan --target xlir_cuda_emu_tests -j "$(nproc)"; } >build-tsan.log 2>&1 ||
+    { tail -50 build-tsan.log; exit 1; }
+fi
 
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import torch, transformers, sentence_transformers" 2>/dev/null; then
   # The first configured index is local; naming it avoids minutes of retries against the default.

@@ -4,7 +4,7 @@
 // subtest: build/xlir_cuda_emu_tests (native/tests/cuda_tests.cu: every kernel against the CPU)
 // and build/xlir_cuda_emu_device_tests (native/tests/device_tests.cc: cuda:0 against the CPU
 // Model). They check the kernels' logic (indexing, masks, reductions, barriers, the cuBLASLt
-// mapping) on machines without a GPU; they say nothing about timing, races that fibers hide, or
+// mapping) on machines without a GPU; they say nothing about timing, the GPU's memory model, or
 // the real WMMA and cuBLASLt implementations (test/cuda.test.ts runs the same checks on a GPU).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,20 +18,30 @@ import { fileURLToPath } from 'node:url';
 // each warp running ahead to its next __syncthreads (warp 0 first, then the last warp first), so
 // that a missing barrier between one thread's write and another's read shows whichever way round
 // it is, including between warps that the first two orders keep in step (README of cuda_emu).
+// A fifth run is the race detector: the kernels built with ThreadSanitizer (build/tsan, built by
+// scripts/setup.sh), where only __syncthreads and __syncwarp order the threads of a block, so any
+// unordered pair of accesses is reported whether or not it changes a result; two workers, so that
+// blocks also run side by side. The search group is left out there: its 1024-thread blocks take
+// ~4.5 min under ThreadSanitizer (native/tests/cuda_emu/README.md says how to run it).
 const programs = [
   { name: 'xlir_cuda_emu_tests', order: 'forward', what: 'CUDA kernels (emulated on the CPU) against the CPU engine', min: 150 },
   { name: 'xlir_cuda_emu_tests', order: 'reverse', what: 'CUDA kernels (emulated, threads in reverse order) against the CPU engine', min: 150 },
   { name: 'xlir_cuda_emu_tests', order: 'warps', what: 'CUDA kernels (emulated, each warp ahead to its next __syncthreads) against the CPU engine', min: 150 },
   { name: 'xlir_cuda_emu_tests', order: 'warps-reverse', what: 'CUDA kernels (emulated, the last warp ahead first) against the CPU engine', min: 150 },
+  {
+    name: 'tsan/xlir_cuda_emu_tests', order: 'forward', min: 150,
+    what: 'CUDA kernels (emulated) under ThreadSanitizer: no data race between CUDA threads',
+    env: { XLIR_CUDA_EMU_THREADS: '2', XLIR_CUDA_TESTS_SKIP: 'search' }, build: '`bash scripts/setup.sh` (build/tsan)',
+  },
   { name: 'xlir_cuda_emu_device_tests', order: 'forward', what: 'CUDA model path (emulated on the CPU) against the CPU Model', min: 40 },
 ];
 
 for (const p of programs) {
   const exe = fileURLToPath(new URL(`../build/${p.name}`, import.meta.url));
   test(p.what, { timeout: 900_000 }, async (t) => {
-    assert.ok(existsSync(exe), `${exe} is missing: build with \`npm run build\``);
-    // ~20 s (kernels) and ~80 s (model) on a 2-core machine.
-    const env = { ...process.env, XLIR_CUDA_EMU_ORDER: p.order };
+    assert.ok(existsSync(exe), `${exe} is missing: build with ${p.build ?? '`npm run build`'}`);
+    // ~20 s (kernels), ~80 s (model) and ~2.5 min (kernels under ThreadSanitizer) on 2 cores.
+    const env = { ...process.env, XLIR_CUDA_EMU_ORDER: p.order, ...p.env };
     const r = spawnSync(exe, { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20, env });
     assert.equal(r.error, undefined, String(r.error));
     assert.ok(r.stdout.startsWith('# EMULATED CUDA'), `${p.name} does not say it is emulated:\n${r.stdout.slice(0, 500)}`);

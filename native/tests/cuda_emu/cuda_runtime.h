@@ -44,6 +44,23 @@
 #else
 #define XLIR_EMU_FAST_SWITCH 0
 #endif
+// XLIR_CUDA_EMU_TSAN (cmake -DXLIR_CUDA_EMU_TSAN=ON): the kernels are compiled with ThreadSanitizer
+// and every CUDA thread is a TSan fiber; barriers, shuffles and WMMA calls are its only
+// synchronisation (emu.cc), so any two accesses of a block's threads to one address, one a write,
+// with no barrier between them are reported as a data race, whatever order the fibers ran in.
+#ifndef XLIR_CUDA_EMU_TSAN
+#define XLIR_CUDA_EMU_TSAN 0
+#endif
+#if XLIR_CUDA_EMU_TSAN
+#include <sanitizer/tsan_interface.h>
+#define EMU_TSAN_ACQUIRE(p) __tsan_acquire(const_cast<void*>(static_cast<const volatile void*>(p)))
+#define EMU_TSAN_RELEASE(p) __tsan_release(const_cast<void*>(static_cast<const volatile void*>(p)))
+#define EMU_NO_TSAN __attribute__((no_sanitize_thread))
+#else
+#define EMU_NO_TSAN
+#define EMU_TSAN_ACQUIRE(p) ((void)0)
+#define EMU_TSAN_RELEASE(p) ((void)0)
+#endif
 
 #define __global__
 #define __device__
@@ -175,6 +192,7 @@ struct Fiber {
   const uint32_t* wait_gen = nullptr;
   uint32_t wait_val = 0;
   unsigned parity = 0, tile_parity = 0;  // which half of the warp's exchange slots / WMMA tiles is next
+  void* tsan = nullptr;     // its ThreadSanitizer fiber (XLIR_CUDA_EMU_TSAN), made once, reused by later blocks
 #if !XLIR_EMU_FAST_SWITCH
   void* uctx = nullptr;
 #endif
@@ -183,6 +201,11 @@ struct Fiber {
 struct Barrier {
   uint32_t gen = 0;
   int arrived = 0, expected = 0;
+  // ThreadSanitizer's synchronisation objects (only their addresses matter): arrivals at
+  // generation g release into sync[g % 2] and leave it acquiring from there. Two, because the last
+  // thread to arrive runs on and may arrive at generation g + 1 before the waiters of g acquire;
+  // g + 2 cannot begin before they have.
+  char sync[2] = {0, 0};
 };
 
 struct Block {
@@ -222,8 +245,10 @@ void poison(T& x) {
   std::memset(static_cast<void*>(&x), std::is_same<E, bool>::value ? 1 : 0xff, sizeof(T));
 }
 
-void sync_block();
-void sync_warp(unsigned mask);
+void sync_block();          // __syncthreads
+void sync_warp(unsigned mask);  // __syncwarp
+void warp_barrier(unsigned mask, bool orders_memory);
+void warp_wait();           // the warp waits for all its lanes, with no memory ordering (WMMA calls)
 [[noreturn]] void trap();
 void fail(const char* fmt, ...);  // an emulator-detected error: printed, counted, returned as a launch error
 bool is_device_pointer(const void* p);
@@ -250,25 +275,15 @@ inline uint64_t* exchange_slots() {
 }
 inline unsigned warp() { return cur->linear >> 5; }
 
+uint64_t shfl_bits(uint64_t bits, int src, int width, int mode);  // emu.cc; mode: 0 idx, 1 xor, 2 down, 3 up
 template <typename T>
-T shfl_exchange(T v, int src, int width, int mode) {  // mode: 0 idx, 1 xor, 2 down, 3 up
+T shfl_exchange(T v, int src, int width, int mode) {
   static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
-  const unsigned l = lane(), base = l & ~unsigned(width - 1);
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
-  uint64_t* slots = exchange_slots();
-  slots[l] = bits;
-  sync_warp(0xffffffffu);
-  unsigned s;
-  switch (mode) {
-    case 0: s = base + (unsigned(src) & unsigned(width - 1)); break;
-    case 1: s = base + ((l - base) ^ unsigned(src)); if (s >= base + unsigned(width)) s = l; break;
-    case 2: s = l + unsigned(src); if (s >= base + unsigned(width)) s = l; break;
-    default: s = l >= base + unsigned(src) ? l - unsigned(src) : l; break;
-  }
+  bits = shfl_bits(bits, src, width, mode);
   T r;
-  const uint64_t got = slots[s & 31u];
-  std::memcpy(&r, &got, sizeof(T));
+  std::memcpy(&r, &bits, sizeof(T));
   return r;
 }
 
@@ -283,12 +298,17 @@ bool pointer_ok(T* p) {
 
 }  // namespace emu
 
+// Under ThreadSanitizer the first thread's fill is released to the threads that pass after it (all
+// of them before their first access: the declaration comes first), so that the fill itself is not
+// reported as racing with their writes.
 #define EMU_POISON_SHARED(x)                              \
   do {                                                    \
     static thread_local uint64_t emu_epoch_ = 0;          \
+    EMU_TSAN_ACQUIRE(&emu_epoch_);                        \
     if (emu_epoch_ != ::emu::block_epoch) {               \
       emu_epoch_ = ::emu::block_epoch;                    \
       ::emu::poison(x);                                   \
+      EMU_TSAN_RELEASE(&emu_epoch_);                      \
     }                                                     \
   } while (0)
 
@@ -414,6 +434,9 @@ inline double max(double a, double b) { return fmax(a, b); }
 // Errors the emulator found (misuse of CUDA: bad launches, host pointers, deadlocks, traps, WMMA
 // alignment): a test program can report it as a check of its own.
 int emu_fail_count();
+// Reports ThreadSanitizer printed so far (each also counted by emu_fail_count), or -1 when the
+// emulation is not built with it (XLIR_CUDA_EMU_TSAN).
+int emu_race_reports();
 
 // ---- launches -----------------------------------------------------------------------------------
 cudaError_t emu_set_max_dynamic_smem(const void* key, int value);

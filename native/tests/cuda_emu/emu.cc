@@ -2,6 +2,11 @@
 // (which explains the execution model). One fake device: sm_90, 132 SMs, 80 GiB, 227 KiB of opt-in
 // shared memory per block, named so that nobody mistakes a run for a GPU run.
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#if XLIR_CUDA_EMU_TSAN
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -113,6 +118,29 @@ bool is_device_pointer(const void* p) { return in_device_range(p, 0); }
 }  // namespace emu
 
 int emu_fail_count() { return g_fail_count.load(); }
+
+// Under ThreadSanitizer every report it prints (a data race between two CUDA threads, or between a
+// thread and the host) ends with this call, which the runtime declares weak so that a program can
+// take it over: each report counts as an emulator error, so the test programs' final check fails.
+// Called inside the runtime's reporting, so it only counts and writes with the raw system call.
+static std::atomic<int> g_race_reports{0};
+#if XLIR_CUDA_EMU_TSAN
+extern "C" void __sanitizer_report_error_summary(const char* summary) {
+  g_race_reports++;
+  g_fail_count++;
+  const char prefix[] = "# EMULATOR ERROR: ";
+  syscall(SYS_write, 2, prefix, sizeof prefix - 1);
+  syscall(SYS_write, 2, summary, std::strlen(summary));
+  syscall(SYS_write, 2, "\n", 1);
+}
+// A report fails the test through its own count (above), so the process's exit status is left to
+// the test program: the race probe provokes one on purpose.
+extern "C" const char* __tsan_default_options() { return "exitcode=0 suppress_equal_addresses=0"; }
+// libgomp's threads synchronise through futexes that ThreadSanitizer does not see, so the CPU
+// reference code and the cuBLASLt mock, both OpenMP loops, would look racy: one thread under it.
+static const bool g_tsan_one_omp_thread = (omp_set_num_threads(1), true);
+#endif
+int emu_race_reports() { return XLIR_CUDA_EMU_TSAN ? g_race_reports.load() : -1; }
 
 // ---- devices ------------------------------------------------------------------------------------
 cudaError_t cudaRuntimeGetVersion(int* v) {
@@ -449,6 +477,16 @@ struct Worker {
   void* sched_sp = nullptr;
   std::vector<unsigned> order, position;
   std::vector<Fiber*> finished;  // threads that returned since the scheduler last looked
+  std::vector<char*> used_stacks;  // XLIR_CUDA_EMU_TSAN: stacks of returned threads, reused from the next block
+  void* tsan_sched = nullptr;      // the worker's own ThreadSanitizer context (the scheduler runs in it)
+  // ThreadSanitizer synchronisation objects: the scheduler releases into block_start after it has
+  // prepared a block (shared memory filled), every thread acquires from it when it starts and
+  // releases into block_end when it returns, and the scheduler acquires from block_end when the
+  // block is done. So a block's threads see what the launching host thread wrote, and a block
+  // that runs after another on this worker (reusing its shared memory, stacks and fibers) is
+  // ordered after it. Blocks on other workers are not: races between blocks are reported when
+  // the two blocks ran on different workers.
+  char block_start = 0, block_end = 0;
 #if !XLIR_EMU_FAST_SWITCH
   ucontext_t sched_ctx;
 #endif
@@ -476,8 +514,19 @@ Worker& worker() {
   return *t_worker;
 }
 
+// ThreadSanitizer is told of every switch just before it happens, without any synchronisation of
+// its own (a switch is not a barrier on the GPU): happens-before comes only from the barriers.
+inline void tsan_switch(void* to) {
+#if XLIR_CUDA_EMU_TSAN
+  __tsan_switch_to_fiber(to, __tsan_switch_to_fiber_no_sync);
+#else
+  (void)to;
+#endif
+}
+
 void to_scheduler() {
   Worker& w = worker();
+  tsan_switch(w.tsan_sched);
 #if XLIR_EMU_FAST_SWITCH
   emu_switch(&cur->sp, w.sched_sp);
 #else
@@ -497,8 +546,13 @@ void thread_exit() {
   f->state = 3;
   worker().finished.push_back(f);
   Block& b = *blk;
-  b.block_bar.expected--;
   Barrier& wb = b.warp_bar[f->linear >> 5];
+  // A returned thread counts as arrived at the barriers the others wait at, so what it did is
+  // released to them; and to the scheduler at the block's end.
+  EMU_TSAN_RELEASE(&b.block_bar.sync[b.block_bar.gen & 1]);
+  EMU_TSAN_RELEASE(&wb.sync[wb.gen & 1]);
+  EMU_TSAN_RELEASE(&worker().block_end);
+  b.block_bar.expected--;
   wb.expected--;
   if ((b.block_bar.arrived > 0 && b.block_bar.arrived >= b.block_bar.expected) ||
       (wb.arrived > 0 && wb.arrived >= wb.expected)) {
@@ -520,6 +574,7 @@ void thread_exit() {
 }
 
 void fiber_main() {
+  EMU_TSAN_ACQUIRE(&worker().block_start);
   blk->entry(blk->args);
   thread_exit();
 }
@@ -528,10 +583,17 @@ void fiber_main() {
 void fiber_main_uctx() { fiber_main(); }
 #endif
 
-void arrive(Barrier& b) {
+// orders_memory: __syncthreads and __syncwarp order the memory accesses of the threads they wait
+// for (what a thread did before is visible to the others after), and ThreadSanitizer is told so.
+// The waits inside shuffles, ballots and WMMA calls only wait: CUDA promises no memory ordering
+// for those, so a kernel that relies on one to publish shared memory is reported.
+void arrive(Barrier& b, bool orders_memory) {
+  char* sync = orders_memory ? &b.sync[b.gen & 1] : nullptr;
+  if (sync) EMU_TSAN_RELEASE(sync);
   if (++b.arrived >= b.expected) {
     b.arrived = 0;
     b.gen++;
+    if (sync) EMU_TSAN_ACQUIRE(sync);
     return;
   }
   Fiber* me = cur;
@@ -552,7 +614,9 @@ void arrive(Barrier& b) {
       if (f.state != 2 || *f.wait_gen == f.wait_val) continue;
       cur = &f;
       f.state = 1;
+      tsan_switch(f.tsan);
       emu_switch(&me->sp, f.sp);
+      if (sync) EMU_TSAN_ACQUIRE(sync);
       return;
     }
   }
@@ -564,18 +628,29 @@ void arrive(Barrier& b) {
       if (*f.wait_gen == f.wait_val) continue;
       cur = &f;
       f.state = 1;
+      tsan_switch(f.tsan);
       emu_switch(&me->sp, f.sp);
+      if (sync) EMU_TSAN_ACQUIRE(sync);
       return;
     }
     if (f.state == 0) break;
   }
 #endif
   to_scheduler();
+  if (sync) EMU_TSAN_ACQUIRE(sync);
 }
 
 void start_fiber(Worker& w, Fiber& f) {
   f.stack = w.free_stacks.back();
   w.free_stacks.pop_back();
+#if XLIR_CUDA_EMU_TSAN
+  if (!f.tsan) {  // the same fiber serves thread f.linear of every block this worker runs
+    f.tsan = __tsan_create_fiber(0);
+    char name[64];
+    std::snprintf(name, sizeof name, "CUDA thread %u of the block (linear threadIdx)", f.linear);
+    __tsan_set_fiber_name(f.tsan, name);
+  }
+#endif
 #if XLIR_EMU_FAST_SWITCH
   // Initial frame, read by emu_switch's epilogue: r15 r14 r13 r12 rbx rbp, return address.
   uint64_t* top = reinterpret_cast<uint64_t*>(f.stack + kStackBytes);
@@ -600,6 +675,7 @@ void start_fiber(Worker& w, Fiber& f) {
 void resume(Worker& w, Fiber& f) {
   cur = &f;
   f.state = 1;
+  tsan_switch(f.tsan);
 #if XLIR_EMU_FAST_SWITCH
   emu_switch(&w.sched_sp, f.sp);
 #else
@@ -640,6 +716,10 @@ bool run_block(Block& b) {
     std::memset(w.smem, 0xff, b.smem_bytes);  // shared memory starts as garbage: NaN floats
     b.smem = w.smem;
   }
+#if XLIR_CUDA_EMU_TSAN
+  if (!w.tsan_sched) w.tsan_sched = __tsan_get_current_fiber();
+#endif
+  EMU_TSAN_RELEASE(&w.block_start);
   for (unsigned i = 0; i < n; i++) {
     Fiber& f = w.fibers[i];
     f.state = 0;
@@ -671,7 +751,9 @@ bool run_block(Block& b) {
       if (f.state == 0) start_fiber(w, f);
       resume(w, f);  // f, and the threads it hands over to, run until one comes back here
       progress = true;
-      for (Fiber* d : w.finished) w.free_stacks.push_back(d->stack), d->stack = nullptr;
+      // A returned thread's stack serves a thread that has not started yet, except under
+      // ThreadSanitizer, where the two threads' frames would look like racing accesses.
+      for (Fiber* d : w.finished) (XLIR_CUDA_EMU_TSAN ? w.used_stacks : w.free_stacks).push_back(d->stack), d->stack = nullptr;
       done += unsigned(w.finished.size());
       w.finished.clear();
       if (b.trapped) break;
@@ -693,6 +775,9 @@ bool run_block(Block& b) {
   if (!ok)  // abandoned fibers: their stacks go back unused (kernel frames hold nothing to destroy)
     for (unsigned i = 0; i < n; i++)
       if (w.fibers[i].stack) w.free_stacks.push_back(w.fibers[i].stack), w.fibers[i].stack = nullptr;
+  w.free_stacks.insert(w.free_stacks.end(), w.used_stacks.begin(), w.used_stacks.end());
+  w.used_stacks.clear();
+  EMU_TSAN_ACQUIRE(&w.block_end);
   blk = nullptr;
   cur = nullptr;
   return ok;
@@ -797,13 +882,34 @@ void print_profile() { delete profile(); }
 
 }  // namespace
 
-void sync_block() { arrive(blk->block_bar); }
-void sync_warp(unsigned mask) {
+void sync_block() { arrive(blk->block_bar, true); }
+void warp_barrier(unsigned mask, bool orders_memory) {
   const unsigned w = cur->linear >> 5;
   const unsigned lanes = std::min(32u, blk->nthreads - 32 * w);
   const unsigned all = lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u);
   if ((mask & all) != all) fail("kernel %s: __syncwarp or a shuffle with a partial mask 0x%x is not emulated", blk->kernel, mask);
-  arrive(blk->warp_bar[w]);
+  arrive(blk->warp_bar[w], orders_memory);
+}
+void sync_warp(unsigned mask) { warp_barrier(mask, true); }
+void warp_wait() { warp_barrier(0xffffffffu, false); }
+
+// The exchange behind every shuffle: each lane writes its value into its warp's slots, waits for
+// the warp, and reads the source lane's slot. Two sets of slots used alternately make one wait per
+// exchange enough (Block::xchg). Here, not in the header, so that ThreadSanitizer does not see the
+// slots: a shuffle passes values between lanes, not memory.
+uint64_t shfl_bits(uint64_t bits, int src, int width, int mode) {
+  const unsigned l = lane(), base = l & ~unsigned(width - 1);
+  uint64_t* slots = exchange_slots();
+  slots[l] = bits;
+  warp_wait();
+  unsigned s;
+  switch (mode) {
+    case 0: s = base + (unsigned(src) & unsigned(width - 1)); break;
+    case 1: s = base + ((l - base) ^ unsigned(src)); if (s >= base + unsigned(width)) s = l; break;
+    case 2: s = l + unsigned(src); if (s >= base + unsigned(width)) s = l; break;
+    default: s = l >= base + unsigned(src) ? l - unsigned(src) : l; break;
+  }
+  return slots[s & 31u];
 }
 void trap() {
   fail("kernel %s, block (%u,%u,%u), thread %u: __trap()", blk->kernel, blk->idx.x, blk->idx.y, blk->idx.z, cur->linear);
@@ -899,10 +1005,34 @@ cudaError_t launch(const char* name, const void* key, dim3 grid, dim3 block, siz
 namespace nvcuda {
 namespace wmma {
 namespace detail {
-float* warp_tile() {
-  emu::Fiber* f = emu::cur;
+namespace {
+float* next_tile() {  // one of the warp's two tiles, alternately: a lane returns to one only after
+  emu::Fiber* f = emu::cur;  // the whole warp has passed the wait of the call that used the other
   f->tile_parity ^= 1u;
   return emu::blk->tiles + (size_t(f->tile_parity) * emu::blk->nwarps + (f->linear >> 5)) * 256;
+}
+}  // namespace
+void share_tile(float* x) {
+  if (emu::blk->nthreads - (emu::cur->linear & ~31u) < 32) emu::fail("kernel %s: a WMMA call in a partial warp", emu::blk->kernel);
+  float* tile = next_tile();
+  for (unsigned i = emu::lane(); i < 256; i += 32) tile[i] = x[i];
+  emu::warp_wait();
+  for (int i = 0; i < 256; i++) x[i] = tile[i];
+}
+// mma_sync: lane 0 computes the product into one of its warp's two tiles (used alternately, so no
+// wait is needed on entry), the warp waits, and every lane copies it. Here rather than in mma.h so
+// that ThreadSanitizer does not see the tiles, which stand for the tensor cores' registers.
+void mma_tile(const float* a, const float* b, const float* c, float* d) {
+  float* tile = next_tile();
+  if (emu::lane() == 0)
+    for (int m = 0; m < 16; m++)
+      for (int n = 0; n < 16; n++) {
+        float s = c[m * 16 + n];
+        for (int k = 0; k < 16; k++) s += a[m * 16 + k] * b[k * 16 + n];
+        tile[m * 16 + n] = s;
+      }
+  emu::warp_wait();
+  for (int i = 0; i < 256; i++) d[i] = tile[i];
 }
 }  // namespace detail
 }  // namespace wmma
@@ -913,7 +1043,7 @@ unsigned __ballot_sync(unsigned mask, int predicate) {
   const unsigned l = lane(), w = warp();
   uint64_t* slots = exchange_slots();
   slots[l] = predicate ? 1 : 0;
-  sync_warp(mask);
+  warp_barrier(mask, false);
   unsigned r = 0;
   const unsigned lanes = std::min(32u, blk->nthreads - 32 * w);
   for (unsigned i = 0; i < lanes; i++) r |= unsigned(slots[i] != 0) << i;
