@@ -753,7 +753,8 @@ bool run_block(Block& b) {
       progress = true;
       // A returned thread's stack serves a thread that has not started yet, except under
       // ThreadSanitizer, where the two threads' frames would look like racing accesses.
-      for (Fiber* d : w.finished) (XLIR_CUDA_EMU_TSAN ? w.used_stacks : w.free_stacks).push_back(d->stack), d->stack = nullptr;
+      std::vector<char*>& stacks = XLIR_CUDA_EMU_TSAN ? w.used_stacks : w.free_stacks;
+      for (Fiber* d : w.finished) stacks.push_back(d->stack), d->stack = nullptr;
       done += unsigned(w.finished.size());
       w.finished.clear();
       if (b.trapped) break;
@@ -1013,7 +1014,8 @@ float* next_tile() {  // one of the warp's two tiles, alternately: a lane return
 }
 }  // namespace
 void share_tile(float* x) {
-  if (emu::blk->nthreads - (emu::cur->linear & ~31u) < 32) emu::fail("kernel %s: a WMMA call in a partial warp", emu::blk->kernel);
+  if (emu::blk->nthreads - (emu::cur->linear & ~31u) < 32)
+    emu::fail("kernel %s: a WMMA call in a partial warp", emu::blk->kernel);
   float* tile = next_tile();
   for (unsigned i = emu::lane(); i < 256; i += 32) tile[i] = x[i];
   emu::warp_wait();
