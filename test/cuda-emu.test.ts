@@ -21,8 +21,8 @@ import { fileURLToPath } from 'node:url';
 // A fifth run is the race detector: the kernels built with ThreadSanitizer (build/tsan, built by
 // scripts/setup.sh), where only __syncthreads and __syncwarp order the threads of a block, so any
 // unordered pair of accesses is reported whether or not it changes a result; two workers, so that
-// blocks also run side by side. The search group is left out there: its 1024-thread blocks take
-// ~4.5 min under ThreadSanitizer (native/tests/cuda_emu/README.md says how to run it).
+// blocks also run side by side. The search group is left out there: its thousands of blocks full
+// of __syncthreads take ~4.5 min under ThreadSanitizer (native/tests/cuda_emu/README.md).
 const programs = [
   { name: 'xlir_cuda_emu_tests', order: 'forward', what: 'CUDA kernels (emulated on the CPU) against the CPU engine', min: 150 },
   { name: 'xlir_cuda_emu_tests', order: 'reverse', what: 'CUDA kernels (emulated, threads in reverse order) against the CPU engine', min: 150 },

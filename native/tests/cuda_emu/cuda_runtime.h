@@ -19,9 +19,10 @@
 // launches with too many threads, a grid beyond the limits or more dynamic shared memory than the
 // kernel was allowed (48 KiB unless cudaFuncSetAttribute raised it) fail as on the device; a
 // barrier that can never complete (a deadlock) aborts with the kernel's name.
-// What it cannot show: timing, races (fibers switch only at barriers, so a missing __syncthreads
-// between a write and another thread's read is often invisible), the memory model, real WMMA
-// fragment layouts (mma.h), cuBLASLt's algorithms (cublasLt.h).
+// What it cannot show: timing, races unless built with ThreadSanitizer (fibers switch only at
+// barriers, so a missing __syncthreads between a write and another thread's read is often
+// invisible otherwise), the GPU's memory model, real WMMA fragment layouts (mma.h), cuBLASLt's
+// algorithms (cublasLt.h).
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -45,9 +46,10 @@
 #define XLIR_EMU_FAST_SWITCH 0
 #endif
 // XLIR_CUDA_EMU_TSAN (cmake -DXLIR_CUDA_EMU_TSAN=ON): the kernels are compiled with ThreadSanitizer
-// and every CUDA thread is a TSan fiber; barriers, shuffles and WMMA calls are its only
-// synchronisation (emu.cc), so any two accesses of a block's threads to one address, one a write,
-// with no barrier between them are reported as a data race, whatever order the fibers ran in.
+// and every CUDA thread is a TSan fiber; __syncthreads and __syncwarp are its only synchronisation
+// (emu.cc: shuffles and the waits in WMMA calls order no memory), so any two accesses of a block's
+// threads to one address, one a write, with no barrier between them are reported as a data race,
+// whatever order the fibers ran in.
 #ifndef XLIR_CUDA_EMU_TSAN
 #define XLIR_CUDA_EMU_TSAN 0
 #endif
