@@ -19,6 +19,7 @@ so compiler messages and __FILE__ point at the .cu):
                                                         bound is what lets ptxas keep a kernel's registers within what
                                                         its largest block may use.
 """
+import os
 import re
 import sys
 
@@ -183,6 +184,8 @@ def main():
     src = STATIC.sub(poison_static, src)
     src = register_bounds(src, src_path)
     src = rewrite_launches(src)
+    # Ninja creates the output's folder; Make does not.
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     with open(out_path, 'w') as f:
         f.write(f'#line 1 "{src_path}"\n')
         f.write(src)
