@@ -249,7 +249,6 @@ void poison(T& x) {
 
 void sync_block();          // __syncthreads
 void sync_warp(unsigned mask);  // __syncwarp
-void warp_barrier(unsigned mask, bool orders_memory);
 void warp_wait();           // the warp waits for all its lanes, with no memory ordering (WMMA calls)
 [[noreturn]] void trap();
 void fail(const char* fmt, ...);  // an emulator-detected error: printed, counted, returned as a launch error
@@ -270,11 +269,6 @@ bool use_workspace(void* workspace, size_t bytes, cudaStream_t stream);
 
 inline unsigned lane() { return cur->linear & 31u; }
 inline void* dynamic_smem() { return blk->smem; }
-inline uint64_t* exchange_slots() {
-  Fiber* f = cur;
-  f->parity ^= 1u;
-  return blk->xchg + (size_t(f->parity) * blk->nwarps + (f->linear >> 5)) * 32;
-}
 inline unsigned warp() { return cur->linear >> 5; }
 
 uint64_t shfl_bits(uint64_t bits, int src, int width, int mode);  // emu.cc; mode: 0 idx, 1 xor, 2 down, 3 up

@@ -607,36 +607,33 @@ void arrive(Barrier& b, bool orders_memory) {
   const unsigned n = blk->nthreads;
   const unsigned* order = blk->order;
   const unsigned at = blk->position[me->linear];
+  auto released = [](const Fiber& f) { return f.state == 2 && *f.wait_gen != f.wait_val; };
+  Fiber* next = nullptr;
   if (g_warp_ahead) {  // the rest of this warp first, if a barrier has released any of it
     const unsigned w0 = me->linear & ~31u, lanes = std::min(32u, n - w0), lane = me->linear - w0;
-    for (unsigned s = 1; s < lanes; s++) {
+    for (unsigned s = 1; s < lanes && !next; s++) {
       Fiber& f = fibers[w0 + (g_order == 4 ? lane + lanes - s : lane + s) % lanes];
-      if (f.state != 2 || *f.wait_gen == f.wait_val) continue;
-      cur = &f;
-      f.state = 1;
-      tsan_switch(f.tsan);
-      emu_switch(&me->sp, f.sp);
-      if (sync) EMU_TSAN_ACQUIRE(sync);
-      return;
+      if (released(f)) next = &f;
     }
   }
-  for (unsigned s = 1; s < n; s++) {
+  for (unsigned s = 1; s < n && !next; s++) {
     unsigned p = at + s;
     if (p >= n) p -= n;
     Fiber& f = fibers[order[p]];
-    if (f.state == 2) {
-      if (*f.wait_gen == f.wait_val) continue;
-      cur = &f;
-      f.state = 1;
-      tsan_switch(f.tsan);
-      emu_switch(&me->sp, f.sp);
-      if (sync) EMU_TSAN_ACQUIRE(sync);
-      return;
-    }
     if (f.state == 0) break;
+    if (released(f)) next = &f;
   }
-#endif
+  if (next) {
+    cur = next;
+    next->state = 1;
+    tsan_switch(next->tsan);
+    emu_switch(&me->sp, next->sp);
+  } else {
+    to_scheduler();
+  }
+#else
   to_scheduler();
+#endif
   if (sync) EMU_TSAN_ACQUIRE(sync);
 }
 
@@ -893,6 +890,13 @@ void warp_barrier(unsigned mask, bool orders_memory) {
 }
 void sync_warp(unsigned mask) { warp_barrier(mask, true); }
 void warp_wait() { warp_barrier(0xffffffffu, false); }
+
+// Two sets of 32 slots per warp, used alternately (Block::xchg).
+uint64_t* exchange_slots() {
+  Fiber* f = cur;
+  f->parity ^= 1u;
+  return blk->xchg + (size_t(f->parity) * blk->nwarps + (f->linear >> 5)) * 32;
+}
 
 // The exchange behind every shuffle: each lane writes its value into its warp's slots, waits for
 // the warp, and reads the source lane's slot. Two sets of slots used alternately make one wait per
