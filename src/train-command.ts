@@ -15,12 +15,13 @@ import { join } from 'node:path';
 import { Encoder, checkDevice } from './encoder.ts';
 import { native, type NativeModelConfig } from './native.ts';
 import { ContrastiveTrainer } from './trainer.ts';
+import { LearnedScale } from './temperature.ts';
 import { tokenizeAll, type TokenStore } from './token-cache.ts';
 import { assembleBatch, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
 import { readTrainingData, type BitextRecord, type ReadReport, type TrainingRecord } from './data/format.ts';
 import { BatchSampler, type SamplerOptions } from './sampler.ts';
 import { buildWordPieceTokenizerJson, TextTokenizer } from './tokenizer.ts';
-import { SCRATCH_SIZES, type TrainConfig } from './train-config.ts';
+import { SCRATCH_SIZES, definingConfig, type TrainConfig } from './train-config.ts';
 
 export interface TrainSummary {
   out: string;
@@ -192,15 +193,17 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
       }
     }
 
-    const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm, sparseEmbeddings: c.sparseEmbeddings },
-      { scale: 1 / c.temperature, symmetric: c.symmetric, alignmentWeight: c.alignmentWeight }, c.subBatchSize);
+    const adam = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    const learnedScale = c.learnTemperature ? new LearnedScale(1 / c.temperature, { ...adam, lrRatio: c.temperatureLr / c.lr }) : undefined;
+    const trainer = new ContrastiveTrainer(enc, { ...adam, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm, sparseEmbeddings: c.sparseEmbeddings },
+      { scale: 1 / c.temperature, symmetric: c.symmetric, alignmentWeight: c.alignmentWeight, learnedScale }, c.subBatchSize);
     // Everything that defines the run's numbers; a checkpoint of another run is refused on resume.
-    const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, ...defining } = c;
-    const key = runKey({ defining, steps, train: [trainData.queries.key, trainData.passages.key], val: valData && [valData.queries.key, valData.passages.key] });
+    const key = runKey({ defining: definingConfig(c), steps, train: [trainData.queries.key, trainData.passages.key], val: valData && [valData.queries.key, valData.passages.key] });
     const run = { xlir: version, seed: c.seed, runKey: key, steps, warmupSteps, config: c, started: new Date().toISOString() };
     writeJsonAtomic(join(c.out, 'run.json'), run);
     log(`training: ${steps} steps of ${c.batchSize} (${c.batching}${c.batching === 'hybrid' ? `, alpha ${c.alpha}` : ''}), ` +
-      `${batchesPerEpoch} batches per epoch, ${validation.length} validation batches, seed ${c.seed}`);
+      `${batchesPerEpoch} batches per epoch, ${validation.length} validation batches, seed ${c.seed}` +
+      (learnedScale ? `; temperature learned from ${c.temperature} (peak lr ${c.temperatureLr})` : ''));
 
     const result = await trainLoop(trainer, sampler, trainData, validation, {
       outDir: c.out, steps, warmupSteps, lr: c.lr, seed: c.seed, hardNegatives: c.hardNegatives, evalEvery: validation.length ? c.evalEvery : 0,
@@ -218,11 +221,13 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
       const v = result.validation.map((x) => x.loss);
       log(`saved ${modelDir} (${existsSync(join(c.out, 'best')) ? `best validation loss ${result.state.bestLoss?.toFixed(4)} at step ${result.state.bestStep}` : 'last step'})` +
         (v.length ? `; validation loss ${v[0].toFixed(4)} -> ${v[v.length - 1].toFixed(4)}` : '') +
-        `; engine waited ${result.dataWaitMs.toFixed(0)} ms for data in ${(result.engineMs / 1000).toFixed(1)} s of steps`);
+        `; engine waited ${result.dataWaitMs.toFixed(0)} ms for data in ${(result.engineMs / 1000).toFixed(1)} s of steps` +
+        (learnedScale ? `; learned temperature ${learnedScale.temperature.toPrecision(4)}` : ''));
     }
     const prev = JSON.parse(readFileSync(join(c.out, 'run.json'), 'utf8'));
     writeJsonAtomic(join(c.out, 'run.json'), {
       ...prev, finished: new Date().toISOString(), state: result.state, validation: result.validation,
+      ...(learnedScale ? { learnedTemperature: learnedScale.temperature } : {}),
       dataWaitMs: result.dataWaitMs, engineMs: result.engineMs,
     });
     return { out: c.out, modelDir, steps, result };

@@ -42,6 +42,10 @@ export interface TrainConfig {
   subBatchSize: number;
   hardNegatives: number;
   temperature: number;
+  /** Learn the temperature (src/temperature.ts), starting from `temperature`. */
+  learnTemperature: boolean;
+  /** Its learning rate (peak; it follows the model's schedule); default: --lr. */
+  temperatureLr: number;
   symmetric: boolean;
   lr: number;
   weightDecay: number;
@@ -109,8 +113,13 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('batch-size', { type: 'number', default: 100, describe: 'triplets per batch (the paper: 100); memory does not grow with it, see --sub-batch-size' })
     .option('sub-batch-size', { type: 'number', default: 64, describe: 'sequences per engine pass (gradient caching); 0: the whole batch at once' })
     .option('hard-negatives', { type: 'number', default: 0, describe: 'hard negatives per query, from the records\' negatives' })
-    .group(['temperature', 'symmetric', 'lr', 'weight-decay', 'warmup', 'max-grad-norm', 'steps', 'epochs', 'freeze-embeddings', 'sparse-embeddings', 'freeze-layers'], 'Optimisation:')
-    .option('temperature', { type: 'number', default: 0.05, describe: 'InfoNCE temperature (scale = 1/temperature)' })
+    .group(['temperature', 'learn-temperature', 'temperature-lr', 'symmetric', 'lr', 'weight-decay', 'warmup', 'max-grad-norm', 'steps', 'epochs', 'freeze-embeddings', 'sparse-embeddings', 'freeze-layers'], 'Optimisation:')
+    .option('temperature', { type: 'number', default: 0.05, describe: 'InfoNCE temperature (scale = 1/temperature); with --learn-temperature, its starting value' })
+    .option('learn-temperature', {
+      type: 'boolean', default: false,
+      describe: 'learn the temperature as CLIP does: Adam on ln(1/temperature), clamped to temperatures in [0.01, 1], no weight decay, outside gradient clipping; logged per step and recorded in run.json',
+    })
+    .option('temperature-lr', { type: 'number', describe: 'peak learning rate of the learned temperature, on the model\'s schedule (default: --lr, as CLIP; at fine-tuning rates like 3e-5 it barely moves)' })
     .option('symmetric', { type: 'boolean', default: false, describe: 'add the passage-to-query InfoNCE term' })
     .option('lr', { type: 'number', default: 3e-5, describe: 'peak learning rate (AdamW)' })
     .option('weight-decay', { type: 'number', default: 0.01, describe: 'decoupled weight decay (not on biases and LayerNorm weights)' })
@@ -165,6 +174,12 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
   if (!(a['validation-fraction'] >= 0 && a['validation-fraction'] < 1)) throw new Error(`--validation-fraction must be in [0, 1), got ${a['validation-fraction']}`);
   if (!(a['alignment-weight'] >= 0)) throw new Error(`--alignment-weight must be >= 0, got ${a['alignment-weight']}`);
   positive('temperature', a.temperature);
+  if (a['temperature-lr'] !== undefined) {
+    if (!a['learn-temperature']) throw new Error('--temperature-lr goes with --learn-temperature');
+    positive('temperature-lr', a['temperature-lr']);
+  }
+  if (a['learn-temperature'] && !(a.temperature >= 0.01 && a.temperature <= 1))
+    throw new Error(`--temperature must be in [0.01, 1] to be learned (the learned value is kept there), got ${a.temperature}`);
   positive('lr', a.lr);
   positive('max-query-length', a['max-query-length']);
   positive('max-passage-length', a['max-passage-length']);
@@ -187,7 +202,20 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
     maxPassageLength: a['max-passage-length'], queryPrefix: a['query-prefix'], passagePrefix: a['passage-prefix'],
     evalEvery: a['eval-every'], patience: a.patience, checkpointEvery: a['checkpoint-every'], precision: a.precision,
     device: a.device, activationRecompute: a['activation-recompute'], threads: a.threads, seed: a.seed, cacheDir: a['cache-dir'],
+    // Last, so that definingConfig() of a run that does not learn it is what it was before the option existed.
+    learnTemperature: a['learn-temperature'], temperatureLr: a['temperature-lr'] ?? a.lr,
   };
+}
+
+/**
+ * What defines a run's numbers: the configuration without where and how it runs (output folder,
+ * threads, cache, device, recompute). Hashed into the run key that a resumed checkpoint must match
+ * and into an experiment cell's key; the learned-temperature options count only when it is learned,
+ * so runs that do not learn it keep the keys they had before the option existed.
+ */
+export function definingConfig(c: TrainConfig): Record<string, unknown> {
+  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, learnTemperature, temperatureLr, ...rest } = c;
+  return learnTemperature ? { ...rest, learnTemperature, temperatureLr } : rest;
 }
 
 /** Parses `xlir train` arguments (without the command name) into a TrainConfig; for tests and scripts. */

@@ -16,6 +16,7 @@ import { linearWarmupDecay } from './schedule.ts';
 import { Progress } from './progress.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
 import { ContrastiveTrainer, type StepInput } from './trainer.ts';
+import type { LearnedScaleState } from './temperature.ts';
 import type { TokenStore } from './token-cache.ts';
 
 /** What the loop needs from a batch sampler (src/sampler.ts). */
@@ -53,6 +54,8 @@ export interface LoopState {
   sampler: unknown;
   bestLoss: number | null;
   bestStep: number;
+  /** With a learned temperature: its value when the best model was saved. */
+  bestTemperature?: number;
   badEvals: number;
   stopped: 'done' | 'early' | 'interrupted' | null;
 }
@@ -108,7 +111,8 @@ export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state:
     { name: 'exp_avg', shape: [s.m.length], data: s.m },
     { name: 'exp_avg_sq', shape: [s.v.length], data: s.v },
   ], { metadata: { step: String(s.step) } });
-  writeFileSync(join(tmp, 'state.json'), JSON.stringify({ runKey: key, ...state }, null, 1));
+  const learnedScale = trainer.loss.learnedScale?.getState();
+  writeFileSync(join(tmp, 'state.json'), JSON.stringify({ runKey: key, ...state, ...(learnedScale ? { learnedScale } : {}) }, null, 1));
   if (existsSync(final)) renameSync(final, old);
   renameSync(tmp, final);
   rmSync(old, { recursive: true, force: true });
@@ -118,7 +122,7 @@ export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state:
 export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: string): LoopState | null {
   const c = join(dir, CKPT);
   if (!existsSync(join(c, 'state.json'))) return null;
-  const st = JSON.parse(readFileSync(join(c, 'state.json'), 'utf8')) as LoopState & { runKey: string };
+  const st = JSON.parse(readFileSync(join(c, 'state.json'), 'utf8')) as LoopState & { runKey: string; learnedScale?: LearnedScaleState };
   if (st.runKey !== key)
     throw new Error(`${c} belongs to a run with other settings (run key ${st.runKey}, this run ${key}): ` +
       'use another --out folder, or --overwrite to start afresh');
@@ -127,7 +131,16 @@ export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: st
   trainer.optimizer.setState({
     step: Number(o.metadata.step), m: o.tensors.get('exp_avg')!.data, v: o.tensors.get('exp_avg_sq')!.data,
   });
-  const { runKey: _key, ...state } = st;
+  const { runKey: _key, learnedScale, ...state } = st;
+  if (trainer.loss.learnedScale) {
+    // The run key covers --learn-temperature, so a checkpoint of this run has the state.
+    if (!learnedScale) throw new Error(`${join(c, 'state.json')}: no learned-temperature state in a run that learns it`);
+    try {
+      trainer.loss.learnedScale.setState(learnedScale);
+    } catch (e) {
+      throw new Error(`${join(c, 'state.json')}: ${(e as Error).message}`);
+    }
+  }
   return state;
 }
 
@@ -156,6 +169,7 @@ export async function trainLoop(
   process.on('SIGINT', onSigint);
   process.on('SIGTERM', onSigint);
   const progress = new Progress(o.steps, 'train');
+  const learned = trainer.loss.learnedScale !== undefined;
   let dataWaitMs = 0, engineMs = 0, tokens = 0;
   const t0 = performance.now();
 
@@ -190,16 +204,24 @@ export async function trainLoop(
       appendFileSync(logPath, JSON.stringify({
         type: 'step', step: step + 1, loss: r.loss, retrievalLoss: r.retrievalLoss, alignmentLoss: r.alignmentLoss, lr,
         gradNorm: r.gradNorm, tokens: r.tokens, ms: Math.round(stepMs), dataWaitMs: Math.round(wait * 100) / 100,
+        ...(learned ? { temperature: r.temperature } : {}),
       }) + '\n');
       const sec = (performance.now() - t0) / 1000;
-      progress.update(state.step, { loss: r.loss, 'tok/s': Math.round(tokens / sec), lr: lr.toExponential(1) });
+      progress.update(state.step, {
+        loss: r.loss, 'tok/s': Math.round(tokens / sec), lr: lr.toExponential(1), ...(learned ? { T: 1 / trainer.scale } : {}),
+      });
 
       if (o.evalEvery > 0 && (state.step % o.evalEvery === 0 || state.step === o.steps) && validation.length) {
         const vl = await validate();
         validationLog.push({ step: state.step, loss: vl });
         const better = state.bestLoss === null || vl < state.bestLoss;
         state = { ...state, bestLoss: better ? vl : state.bestLoss, bestStep: better ? state.step : state.bestStep, badEvals: better ? 0 : state.badEvals + 1 };
-        appendFileSync(logPath, JSON.stringify({ type: 'validation', step: state.step, loss: vl, best: state.bestLoss, bestStep: state.bestStep }) + '\n');
+        // The validation loss uses the temperature of the moment (learned or fixed).
+        if (learned && better) state.bestTemperature = 1 / trainer.scale;
+        appendFileSync(logPath, JSON.stringify({
+          type: 'validation', step: state.step, loss: vl, best: state.bestLoss, bestStep: state.bestStep,
+          ...(learned ? { temperature: 1 / trainer.scale } : {}),
+        }) + '\n');
         log(`\nstep ${state.step}: validation loss ${vl.toFixed(4)}${better ? ' (best)' : ` (best ${state.bestLoss!.toFixed(4)} at step ${state.bestStep})`}`);
         if (better) {
           const tmp = join(o.outDir, `best.tmp-${process.pid}`);

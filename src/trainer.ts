@@ -9,6 +9,7 @@
 // is InfoNCE between translations (a_i vs all b_j), weighted against the retrieval loss.
 import { native, type AdamWOptions, type NativeAdamW, type TokenBatch } from './native.ts';
 import { concatBatches, type Encoder } from './encoder.ts';
+import { logScaleGradient, type LearnedScale } from './temperature.ts';
 
 export interface LossOptions {
   /** 1 / temperature; METHOD.md's default temperature 0.05 is scale 20. */
@@ -16,6 +17,8 @@ export interface LossOptions {
   symmetric: boolean;
   /** Weight of the parallel-alignment InfoNCE term (0: off). */
   alignmentWeight?: number;
+  /** A learnable temperature (src/temperature.ts): its scale replaces `scale`, and step() updates it. */
+  learnedScale?: LearnedScale;
 }
 
 export interface StepInput {
@@ -33,6 +36,10 @@ export interface StepResult {
   alignmentLoss: number;
   gradNorm: number;
   tokens: number;
+  /** d loss / d ln(scale) of the batch (0 unless the temperature is learned). */
+  logScaleGrad: number;
+  /** The temperature the step's loss used. */
+  temperature: number;
 }
 
 /** Sequences [from, to) of a packed batch, keeping their sequence keys. */
@@ -56,32 +63,45 @@ export class ContrastiveTrainer {
     this.optimizer = new (native().AdamW)(encoder.model, optim);
   }
 
-  /** Loss and d loss / d embeddings for embeddings laid out as concatBatches(q, p, a, b). */
-  lossAndGrad(emb: Float32Array, nq: number, np: number, na: number): { retrieval: number; alignment: number; grad: Float32Array } {
+  /** The InfoNCE scale in use: the learned one when the temperature is learned. */
+  get scale(): number {
+    return this.loss.learnedScale?.scale ?? this.loss.scale;
+  }
+
+  /**
+   * Loss and d loss / d embeddings for embeddings laid out as concatBatches(q, p, a, b), and
+   * d loss / d ln(scale) (src/temperature.ts; computed only when the temperature is learned).
+   */
+  lossAndGrad(emb: Float32Array, nq: number, np: number, na: number): { retrieval: number; alignment: number; grad: Float32Array; logScaleGrad: number } {
     const D = this.encoder.embeddingDim, nat = native();
     const grad = new Float32Array(emb.length);
+    const scale = this.scale, learned = this.loss.learnedScale !== undefined;
     // On a GPU the fused InfoNCE kernel computes the loss (no probability matrix); elsewhere the CPU's.
     const dev = this.encoder.model.device.startsWith('cuda') ? { device: this.encoder.model.device } : {};
-    const r = nat.infonce(emb.subarray(0, nq * D), emb.subarray(nq * D, (nq + np) * D), nq, D, { ...this.loss, ...dev });
+    const q = emb.subarray(0, nq * D);
+    const r = nat.infonce(q, emb.subarray(nq * D, (nq + np) * D), nq, D, { scale, symmetric: this.loss.symmetric, ...dev });
     grad.set(r.gradQueries, 0);
     grad.set(r.gradPassages, nq * D);
+    let logScaleGrad = learned ? logScaleGradient(q, r.gradQueries) : 0;
     let alignment = 0;
     const w = this.loss.alignmentWeight ?? 0;
     if (na > 0 && w > 0) {
       const a0 = (nq + np) * D;
-      const al = nat.infonce(emb.subarray(a0, a0 + na * D), emb.subarray(a0 + na * D, a0 + 2 * na * D), na, D,
-        { scale: this.loss.scale, symmetric: true, ...dev });
+      const a = emb.subarray(a0, a0 + na * D);
+      const al = nat.infonce(a, emb.subarray(a0 + na * D, a0 + 2 * na * D), na, D, { scale, symmetric: true, ...dev });
       alignment = al.loss;
       for (let i = 0; i < na * D; i++) {
         grad[a0 + i] = w * al.gradQueries[i];
         grad[a0 + na * D + i] = w * al.gradPassages[i];
       }
+      if (learned) logScaleGrad += w * logScaleGradient(a, al.gradQueries);
     }
-    return { retrieval: r.loss, alignment, grad };
+    return { retrieval: r.loss, alignment, grad, logScaleGrad };
   }
 
   /** Forward, loss, backward over the batch (gradients accumulate into the model); no update. */
   async accumulate(input: StepInput, dropoutSeed: number): Promise<Omit<StepResult, 'gradNorm'>> {
+    const temperature = 1 / this.scale;
     const { queries, passages } = input;
     const nq = queries.lengths.length, np = passages.lengths.length;
     if (nq < 1 || np < nq) throw new Error(`a step needs at least one passage per query (got ${nq} queries, ${np} passages)`);
@@ -93,7 +113,7 @@ export class ContrastiveTrainer {
     all.seqIds = Uint32Array.from({ length: n }, (_, i) => i);  // sub-batches replay the masks of the whole
     const m = this.encoder.model, D = m.embeddingDim;
     const sub = this.subBatchSize > 0 ? this.subBatchSize : n;
-    let result: { retrieval: number; alignment: number };
+    let result: { retrieval: number; alignment: number; logScaleGrad: number };
     if (sub >= n) {
       const emb = await m.forward(all, { dropoutSeed });
       const lg = this.lossAndGrad(emb, nq, np, na);
@@ -113,14 +133,18 @@ export class ContrastiveTrainer {
       result = lg;
     }
     const w = this.loss.alignmentWeight ?? 0;
-    return { loss: result.retrieval + w * result.alignment, retrievalLoss: result.retrieval, alignmentLoss: result.alignment, tokens: all.ids.length };
+    return {
+      loss: result.retrieval + w * result.alignment, retrievalLoss: result.retrieval, alignmentLoss: result.alignment,
+      tokens: all.ids.length, logScaleGrad: result.logScaleGrad, temperature,
+    };
   }
 
-  /** One optimizer step: zero gradients, accumulate over the batch, clip, AdamW at lr. */
+  /** One optimizer step: zero gradients, accumulate over the batch, clip, AdamW at lr (and the temperature's step). */
   async step(input: StepInput, lr: number, dropoutSeed: number): Promise<StepResult> {
     this.encoder.model.zeroGrad();
     const r = await this.accumulate(input, dropoutSeed);
     const { gradNorm } = await this.optimizer.step(lr);
+    this.loss.learnedScale?.step(r.logScaleGrad, lr);
     return { ...r, gradNorm };
   }
 

@@ -111,13 +111,36 @@ test('xlir train: held-out languages are absent from training; empty data is an 
     /empty\.jsonl/);
 });
 
+test('xlir train --learn-temperature: the temperature moves, is logged and recorded in run.json; without it, another run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-train-temp-'));
+  const { data, vocab } = makeData(dir, 40);
+  const common = ['--data', data, '--out', join(dir, 'run'), '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6',
+    '--steps', '6', '--lr', '1e-3', '--eval-every', '3', '--validation-fraction', '0.3', '--validation-batches', '1',
+    '--cache-dir', join(dir, 'cache'), '--seed', '2', '--temperature', '0.1'];
+  const args = [...common, '--learn-temperature', '--temperature-lr', '5e-2'];
+  const logs: string[] = [];
+  const r = await runTrain(await parseTrainArgs(args), (s) => logs.push(s));
+  assert.equal(r.result.state.stopped, 'done');
+  assert.ok(logs.some((l) => /temperature learned from 0\.1 \(peak lr 0\.05\)/.test(l)), logs.join('\n'));
+  const run = JSON.parse(readFileSync(join(dir, 'run', 'run.json'), 'utf8'));
+  assert.equal(run.config.learnTemperature, true);
+  assert.equal(typeof run.learnedTemperature, 'number');
+  assert.ok(Math.abs(run.learnedTemperature - 0.1) > 1e-3, `temperature did not move: ${run.learnedTemperature}`);
+  assert.ok(logs.some((l) => new RegExp(`learned temperature ${run.learnedTemperature.toPrecision(4)}`).test(l)));
+  const steps = readFileSync(join(dir, 'run', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
+  assert.equal(steps[0].temperature, 1 / Math.fround(10));
+  assert.equal(steps.length, 6);
+  // The same run without learning it is another run: its checkpoint is refused.
+  await assert.rejects(runTrain(await parseTrainArgs(common), () => {}), /belongs to a run with other settings/);
+});
+
 // The same 4-step run (gradient caching on) on the CPU and with `deviceArgs`, in dir/cpu and dir/dev;
 // the device run's log lines are kept.
-async function cpuAndDeviceRuns(deviceArgs: string[]) {
+async function cpuAndDeviceRuns(deviceArgs: string[], extra: string[] = []) {
   const dir = mkdtempSync(join(tmpdir(), 'xlir-train-dev-'));
   const { data, vocab } = makeData(dir, 40);
   const base = ['--data', data, '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6', '--steps', '4',
-    '--eval-every', '0', '--cache-dir', join(dir, 'cache'), '--seed', '5', '--sub-batch-size', '5'];
+    '--eval-every', '0', '--cache-dir', join(dir, 'cache'), '--seed', '5', '--sub-batch-size', '5', ...extra];
   const cpu = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'cpu')]), () => {});
   const logs: string[] = [];
   const dev = await runTrain(await parseTrainArgs([...base, '--out', join(dir, 'dev'), ...deviceArgs]), (s) => logs.push(s));
@@ -135,7 +158,8 @@ test('xlir train --device emulated --activation-recompute: the device path end t
 // trainer's CUDA path, InfoNCE on the GPU included, gives the CPU run's losses up to summation order.
 const cudaInfo = native().info();
 test('xlir train --device cuda:0: the CUDA path end to end, with the losses of the CPU run', { skip: cudaInfo.cuda ? false : `no CUDA (${cudaInfo.cudaReason})` }, async () => {
-  const { dir, cpu, dev, logs } = await cpuAndDeviceRuns(['--device', 'cuda:0']);
+  // With a learned temperature: its gradient comes from the GPU InfoNCE's embedding gradients.
+  const { dir, cpu, dev, logs } = await cpuAndDeviceRuns(['--device', 'cuda:0'], ['--learn-temperature', '--temperature-lr', '1e-2']);
   assert.ok(logs.some((l) => /^device: cuda:0/.test(l)), logs.join('\n'));
   // fp32 kernels differ from the CPU in summation order only (1e-6 relative per forward); four
   // AdamW steps on a tiny model keep the losses within 1e-4 relative (device.test.ts: 2e-3 over 50).
@@ -144,6 +168,9 @@ test('xlir train --device cuda:0: the CUDA path end to end, with the losses of t
   console.log(`train-command.test.ts: cuda:0 (${cudaInfo.cudaReason}) vs CPU, worst relative loss difference ${worst.toExponential(2)}`);
   dev.result.losses.forEach((l, i) => assert.ok(Math.abs(l - cpu.result.losses[i]) <= 1e-4 * Math.abs(cpu.result.losses[i]),
     `step ${i}: cuda:0 ${l} vs CPU ${cpu.result.losses[i]}`));
+  // The learned temperature: the same gradient up to summation order, so the same value to 1e-5.
+  const temp = (d: string) => JSON.parse(readFileSync(join(dir, d, 'run.json'), 'utf8')).learnedTemperature as number;
+  assert.ok(Math.abs(temp('dev') - temp('cpu')) <= 1e-5 * temp('cpu') && temp('cpu') !== 0.05, `temperature ${temp('dev')} vs CPU ${temp('cpu')}`);
   // the model written from the device loads on the CPU and encodes as the CPU run's model does
   const a = Encoder.load(join(dir, 'dev', 'model')), c = Encoder.load(join(dir, 'cpu', 'model'));
   const texts = ['en3 en5 en7', 'de1 de2'];

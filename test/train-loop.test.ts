@@ -3,11 +3,12 @@
 // different run is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Encoder } from '../src/encoder.ts';
 import { ContrastiveTrainer } from '../src/trainer.ts';
+import { LearnedScale } from '../src/temperature.ts';
 import { TokenStore } from '../src/token-cache.ts';
 import { assembleBatch, trainLoop, type LoopOptions, type LoopSampler, type TokenizedData } from '../src/train-loop.ts';
 import type { NativeModelConfig } from '../src/native.ts';
@@ -50,10 +51,12 @@ class TestSampler implements LoopSampler {
   }
 }
 
-function setup(outDir: string, over: Partial<LoopOptions> = {}, device = 'cpu') {
+function setup(outDir: string, over: Partial<LoopOptions> = {}, device = 'cpu', learnTemperature = false) {
   const enc = Encoder.create(cfg, { device });
+  // A learned temperature at 25x the model's rate, so that it moves visibly in 12 steps.
+  const learnedScale = learnTemperature ? new LearnedScale(20, { lrRatio: 25, beta1: 0.9, beta2: 0.999, eps: 1e-8 }) : undefined;
   const trainer = new ContrastiveTrainer(enc, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 },
-    { scale: 20, symmetric: false }, 5);
+    { scale: 20, symmetric: false, learnedScale }, 5);
   const d = data();
   const valSampler = new TestSampler(1000);
   const validation = [assembleBatch(valSampler.next(), d, 1), assembleBatch(valSampler.next(), d, 1)];
@@ -61,7 +64,7 @@ function setup(outDir: string, over: Partial<LoopOptions> = {}, device = 'cpu') 
     outDir, steps: 12, warmupSteps: 2, lr: 2e-3, seed: 3, hardNegatives: 1, evalEvery: 4, patience: 0, checkpointEvery: 100,
     runKey: 'k1', log: () => {}, ...over,
   };
-  return { enc, run: () => trainLoop(trainer, new TestSampler(), d, validation, o, (st) => new TestSampler((st as { pos: number }).pos)) };
+  return { enc, learnedScale, run: () => trainLoop(trainer, new TestSampler(), d, validation, o, (st) => new TestSampler((st as { pos: number }).pos)) };
 }
 
 test('an interrupted run resumes exactly where it stopped', async () => {
@@ -117,4 +120,42 @@ test('on a device (emulated): an interrupted run resumes and reproduces the CPU 
   for (const p of second.enc.model.parameters())
     assert.deepEqual(second.enc.model.getParameter(p.name), cpu.enc.model.getParameter(p.name), p.name);
   for (const x of [cpu, second]) x.enc.dispose();
+});
+
+// A learned temperature is part of the resumed state: the resumed run's losses, weights and
+// temperature equal the uninterrupted run's, and the log records the temperature of every step.
+test('a learned temperature: logged, checkpointed, and resumed exactly', async () => {
+  const a = mkdtempSync(join(tmpdir(), 'xlir-loop-ta-')), b = mkdtempSync(join(tmpdir(), 'xlir-loop-tb-'));
+  const full = setup(a, {}, 'cpu', true);
+  const rf = await full.run();
+  const t = full.learnedScale!.temperature;
+  assert.ok(Math.abs(t - 0.05) > 1e-3, `the temperature did not move: ${t}`);
+  const fixed = setup(mkdtempSync(join(tmpdir(), 'xlir-loop-tc-')));
+  const rx = await fixed.run();
+  assert.notDeepEqual(rf.losses.slice(1), rx.losses.slice(1), 'a learned temperature changes the losses after the first step');
+
+  const first = setup(b, { stopAfter: 5 }, 'cpu', true);
+  const r1 = await first.run();
+  first.enc.dispose();
+  const second = setup(b, {}, 'cpu', true);
+  const r2 = await second.run();
+  assert.deepEqual([...r1.losses, ...r2.losses], rf.losses, 'resumed losses differ from the uninterrupted run');
+  assert.deepEqual(second.learnedScale!.getState(), full.learnedScale!.getState());
+  assert.equal(r2.state.bestTemperature, rf.state.bestTemperature);
+  assert.equal(typeof rf.state.bestTemperature, 'number');
+  for (const p of second.enc.model.parameters())
+    assert.deepEqual(second.enc.model.getParameter(p.name), full.enc.model.getParameter(p.name), p.name);
+  const log = readFileSync(join(b, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const temps = log.filter((e) => e.type === 'step').map((e) => e.temperature);
+  assert.equal(temps.length, 12);
+  assert.equal(temps[0], 1 / Math.fround(20), 'step 1 uses the starting temperature');
+  assert.ok(temps.every((x) => typeof x === 'number' && x >= 0.01 && x <= 1));
+  assert.ok(log.filter((e) => e.type === 'validation').every((e) => typeof e.temperature === 'number'));
+  // A checkpoint of a learning run without the temperature's state is refused, naming the file.
+  const st = JSON.parse(readFileSync(join(b, 'checkpoint', 'state.json'), 'utf8'));
+  delete st.learnedScale;
+  writeFileSync(join(b, 'checkpoint', 'state.json'), JSON.stringify(st));
+  const third = setup(b, {}, 'cpu', true);
+  await assert.rejects(third.run(), /state\.json: no learned-temperature state/);
+  for (const x of [full, fixed, second, third]) x.enc.dispose();
 });

@@ -24,7 +24,7 @@ import { Encoder } from '../encoder.ts';
 import { native, type NativeModelConfig } from '../native.ts';
 import { Progress } from '../progress.ts';
 import { writeFileAtomic } from '../report/write.ts';
-import { SCRATCH_SIZES, parseTrainArgs, type TrainConfig } from '../train-config.ts';
+import { SCRATCH_SIZES, definingConfig, parseTrainArgs, type TrainConfig } from '../train-config.ts';
 import { runTrain } from '../train-command.ts';
 import { TextTokenizer } from '../tokenizer.ts';
 import { canonicalLanguage } from '../data/languages.ts';
@@ -126,7 +126,7 @@ export async function cellTrainConfig(c: ExperimentConfig, data: PreparedData, c
 
 /** What defines a trained model (run folder, threads, cache, device left out) plus the data behind it. */
 function trainKey(t: TrainConfig, data: PreparedData): string {
-  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, data: _f, tokenizer: _k, ...defining } = t;
+  const { data: _f, tokenizer: _k, ...defining } = definingConfig(t);
   return sha256(JSON.stringify({ defining, train: data.trainHash, tokenizer: data.tokenizerHash ?? null }));
 }
 
