@@ -28,6 +28,8 @@ export interface TrainSummary {
   modelDir: string;
   steps: number;
   result: LoopResult;
+  /** With --learn-temperature: the temperature at the end of training. */
+  learnedTemperature?: number;
 }
 
 /** Records and bitext of one split, tokenized. */
@@ -230,7 +232,7 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
       ...(learnedScale ? { learnedTemperature: learnedScale.temperature } : {}),
       dataWaitMs: result.dataWaitMs, engineMs: result.engineMs,
     });
-    return { out: c.out, modelDir, steps, result };
+    return { out: c.out, modelDir, steps, result, learnedTemperature: learnedScale?.temperature };
   } finally {
     enc.dispose();
   }

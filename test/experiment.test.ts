@@ -130,6 +130,8 @@ test('quick experiment: cell limit and a Ctrl-C mid-training, then resume withou
   c.train.steps = 40;  // the shipped file trains longer; the behaviour under test does not depend on it
   c.train['cache-dir'] = join(out, 'token-cache');
   c.significance.resamples = 2000;
+  // hybrid also learns its temperature: the interrupted and resumed cell below is one that does.
+  Object.assign(c.variants[1].options, { 'learn-temperature': true, 'temperature-lr': 1e-2 });
   const lines: string[] = [];
   const log = (s: string) => lines.push(s);
 
@@ -216,4 +218,8 @@ test('quick experiment: cell limit and a Ctrl-C mid-training, then resume withou
   for (const f of ['metrics-demo.svg', 'bias-demo.svg', 'variants/hybrid/demo/heatmap.svg', 'variants/reference/demo/heatmap.svg'])
     assert.ok(existsSync(join(out, f)), f);
   assert.match(md, /!\[[^\]]*\]\(bias-demo\.svg\)/);
+  // The learned temperatures, in the cells table: a number for hybrid's cells, a dash for the others.
+  assert.match(md, /\| cell \| finished \| steps \| training loss \(last 10 steps\) \| best validation loss \| learned temperature \(end\) \|/);
+  assert.match(md, /\| `hybrid-s0` \| yes \| 40 \| [^|]+ \| [^|]+ \| 0\.0\d+ \|/);
+  assert.match(md, /\| `X-X-mono-s0` \| yes \| 40 \| [^|]+ \| [^|]+ \| – \|/);
 });

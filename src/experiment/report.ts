@@ -58,7 +58,7 @@ export interface ExperimentSummary {
   variants: { name: string; options: Record<string, TrainOptionValue> }[];
   train: Record<string, TrainOptionValue>;
   evalSets: { name: string; kind: EvalKind; languages: string[]; groups: Record<string, string[]> }[];
-  cells: { id: string; variant: string; seed: number; done: boolean; steps?: number; finalLoss?: number | null; bestLoss?: number | null; trainMs?: number; evalMs?: number }[];
+  cells: { id: string; variant: string; seed: number; done: boolean; steps?: number; finalLoss?: number | null; bestLoss?: number | null; trainMs?: number; evalMs?: number; learnedTemperature?: number }[];
   complete: boolean;
   /** set -> group ('all', 'seen', 'zero-shot', ...) -> row (variant or 'reference') -> metric -> spread over seeds. */
   metrics: Record<string, Record<string, Record<string, Record<string, Spread>>>>;
@@ -169,7 +169,8 @@ export function buildSummary(
     const r = byId.get(id);
     const [variant, seed] = [id.replace(/-s\d+$/, ''), Number(/-s(\d+)$/.exec(id)![1])];
     return r
-      ? { id, variant, seed, done: true, steps: r.train.steps, finalLoss: r.train.finalLoss, bestLoss: r.train.bestLoss, trainMs: r.train.trainMs, evalMs: r.evalMs }
+      ? { id, variant, seed, done: true, steps: r.train.steps, finalLoss: r.train.finalLoss, bestLoss: r.train.bestLoss, trainMs: r.train.trainMs, evalMs: r.evalMs,
+        learnedTemperature: r.train.learnedTemperature }
       : { id, variant, seed, done: false };
   });
   return {
@@ -307,13 +308,17 @@ export function experimentMarkdown(s: ExperimentSummary, pictures: Record<string
     if (pics.length) parts.push('### Pictures', pics.map((p) => `![${p.title}](${p.file})\n\n${p.title}${p.links ? ` (${p.links})` : ''}`).join('\n\n'));
   }
 
+  // The learned temperature's column only when some cell learned it (learn-temperature).
+  const learned = s.cells.some((x) => x.learnedTemperature !== undefined);
   const cellRows = s.cells.map((x) => [
     code(x.id), x.done ? 'yes' : '**no**', x.steps === undefined ? DASH : String(x.steps), x.finalLoss == null ? DASH : x.finalLoss.toFixed(4),
-    x.bestLoss == null ? DASH : x.bestLoss.toFixed(4), x.trainMs === undefined ? DASH : fmtTime(x.trainMs / 1000), x.evalMs === undefined ? DASH : fmtTime(x.evalMs / 1000),
+    x.bestLoss == null ? DASH : x.bestLoss.toFixed(4),
+    ...(learned ? [x.learnedTemperature === undefined ? DASH : x.learnedTemperature.toPrecision(4)] : []),
+    x.trainMs === undefined ? DASH : fmtTime(x.trainMs / 1000), x.evalMs === undefined ? DASH : fmtTime(x.evalMs / 1000),
   ]);
   parts.push('## Cells', 'Each cell is one `xlir train` run in `cells/<variant>-s<seed>/` (its `run.json`, `log.jsonl` and `model/`) with its evaluation in `results.json`.',
-    table(['cell', 'finished', 'steps', 'training loss (last 10 steps)', 'best validation loss', 'training time', 'evaluation time'], cellRows,
-      ['l', 'l', 'r', 'r', 'r', 'r', 'r']));
+    table(['cell', 'finished', 'steps', 'training loss (last 10 steps)', 'best validation loss', ...(learned ? ['learned temperature (end)'] : []), 'training time', 'evaluation time'],
+      cellRows, ['l', 'l', 'r', 'r', 'r', ...(learned ? ['r' as const] : []), 'r', 'r']));
   parts.push('Every number of this report is in [summary.json](summary.json).');
   return parts.join('\n\n') + '\n';
 }

@@ -64,7 +64,9 @@ export interface CellResults {
   xlir: string;
   created: string;
   modelDir: string;
-  train: { steps: number; stopped: string | null; bestStep: number; bestLoss: number | null; validation: { step: number; loss: number }[]; trainMs: number; engineMs: number; finalLoss: number | null };
+  train: { steps: number; stopped: string | null; bestStep: number; bestLoss: number | null; validation: { step: number; loss: number }[]; trainMs: number; engineMs: number; finalLoss: number | null;
+    /** With learn-temperature: the temperature at the end of training, and the best model's. */
+    learnedTemperature?: number; bestTemperature?: number };
   evalMs: number;
   evals: EvalOutcome[];
 }
@@ -266,6 +268,7 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
       train: {
         steps: st.step, stopped: st.stopped, bestStep: st.bestStep, bestLoss: st.bestLoss, validation: train.result.validation, trainMs,
         engineMs: train.result.engineMs, finalLoss: losses.length ? losses.slice(-10).reduce((a, b) => a + b, 0) / Math.min(10, losses.length) : null,
+        learnedTemperature: train.learnedTemperature, bestTemperature: st.bestTemperature,
       },
       evalMs: performance.now() - t2, evals,
     };
