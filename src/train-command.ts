@@ -190,7 +190,7 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
         const vo = samplerOptions(c, c.seed + 1, vb);
         vo.alignmentPairs = Math.min(vo.alignmentPairs ?? 0, vb);
         const vs = new BatchSampler(items(val), vo);
-        for (let i = 0; i < c.validationBatches; i++) validation.push(assembleBatch(vs.next(), valData, c.hardNegatives));
+        for (let i = 0; i < c.validationBatches; i++) validation.push(assembleBatch(vs.next(), valData, c.hardNegatives, c.alignmentTexts));
         if (vb < c.batchSize) log(`validation: batches of ${vb} (the smallest language of the held-out groups)`);
       }
     }
@@ -205,10 +205,13 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
     writeJsonAtomic(join(c.out, 'run.json'), run);
     log(`training: ${steps} steps of ${c.batchSize} (${c.batching}${c.batching === 'hybrid' ? `, alpha ${c.alpha}` : ''}), ` +
       `${batchesPerEpoch} batches per epoch, ${validation.length} validation batches, seed ${c.seed}` +
-      (learnedScale ? `; temperature learned from ${c.temperature} (peak lr ${c.temperatureLr})` : ''));
+      (learnedScale ? `; temperature learned from ${c.temperature} (peak lr ${c.temperatureLr})` : '') +
+      // The sampler takes alignment pairs from the bitext when there is any (sampler.ts).
+      (c.alignmentWeight > 0 ? `; alignment term (weight ${c.alignmentWeight}) on ${train.bitext.length ? 'bitext translations' +
+        (c.alignmentTexts !== 'queries' ? ` (--alignment-texts ${c.alignmentTexts} applies only without bitext)` : '') : `translated ${c.alignmentTexts}`}` : ''));
 
     const result = await trainLoop(trainer, sampler, trainData, validation, {
-      outDir: c.out, steps, warmupSteps, lr: c.lr, seed: c.seed, hardNegatives: c.hardNegatives, evalEvery: validation.length ? c.evalEvery : 0,
+      outDir: c.out, steps, warmupSteps, lr: c.lr, seed: c.seed, hardNegatives: c.hardNegatives, alignmentTexts: c.alignmentTexts, evalEvery: validation.length ? c.evalEvery : 0,
       patience: c.patience, checkpointEvery: c.checkpointEvery, runKey: key, log,
     }, (state) => (sampler = BatchSampler.restore(trainItems, samplerOptions(c, c.seed), state)));
 

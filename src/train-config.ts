@@ -10,6 +10,8 @@ import type { Argv } from 'yargs';
 
 export const BATCHING = ['mono', 'cross', 'hybrid', 'multilingual'] as const;
 export type Batching = (typeof BATCHING)[number];
+export const ALIGNMENT_TEXTS = ['queries', 'passages'] as const;
+export type AlignmentTexts = (typeof ALIGNMENT_TEXTS)[number];
 
 /** From-scratch model sizes (layers, hidden, heads, FFN); base is the XLM-R/LaBSE shape. */
 export const SCRATCH_SIZES = {
@@ -38,6 +40,8 @@ export interface TrainConfig {
   languageTemperature: number | 'uniform';
   alignmentWeight: number;
   alignmentPairs: number;
+  /** What the alignment term compares when it takes its pairs from the records' groups. */
+  alignmentTexts: AlignmentTexts;
   batchSize: number;
   subBatchSize: number;
   hardNegatives: number;
@@ -103,13 +107,14 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('tokenizer', { type: 'string', describe: 'tokenizer.json, or a WordPiece vocab.txt to build one from (with --scratch)' })
     .option('lowercase', { type: 'boolean', default: false, describe: 'lowercase (and strip accents) when building from vocab.txt' })
     .option('pooling', { choices: ['cls', 'mean', 'pooler'] as const, describe: 'sentence pooling (default: the folder\'s; mean for --scratch)' })
-    .group(['batching', 'alpha', 'multilingual-fraction', 'language-temperature', 'alignment-weight', 'alignment-pairs', 'batch-size', 'sub-batch-size', 'hard-negatives'], 'Batches (METHOD.md sections 3-4):')
+    .group(['batching', 'alpha', 'multilingual-fraction', 'language-temperature', 'alignment-weight', 'alignment-pairs', 'alignment-texts', 'batch-size', 'sub-batch-size', 'hard-negatives'], 'Batches (METHOD.md sections 3-4):')
     .option('batching', { choices: BATCHING, default: 'hybrid' as const, describe: 'mono: X-X-mono batches; cross: X-Y; hybrid: mono with probability --alpha, else X-Y; multilingual: query and passage languages drawn independently' })
     .option('alpha', { type: 'number', default: 0.5, describe: 'probability of a mono batch in hybrid batching (the paper: 0.5)' })
     .option('multilingual-fraction', { type: 'number', default: 0, describe: 'with hybrid: fraction of batches that are multilingual instead' })
     .option('language-temperature', { type: 'string', default: 'uniform', describe: "'uniform' (the paper), or T: p(language) ~ n^(1/T); T=1 proportional to size" })
     .option('alignment-weight', { type: 'number', default: 0, describe: 'weight of the parallel-alignment InfoNCE term (0: off)' })
     .option('alignment-pairs', { type: 'number', default: 0, describe: 'translation pairs per batch for the alignment term (0 with a weight > 0: the batch size)' })
+    .option('alignment-texts', { choices: ALIGNMENT_TEXTS, default: 'queries' as const, describe: 'what the alignment term pairs when it draws translations from the records\' groups: their queries, or their positive passages (bitext lines, when the data has them, are used instead of either)' })
     .option('batch-size', { type: 'number', default: 100, describe: 'triplets per batch (the paper: 100); memory does not grow with it, see --sub-batch-size' })
     .option('sub-batch-size', { type: 'number', default: 64, describe: 'sequences per engine pass (gradient caching); 0: the whole batch at once' })
     .option('hard-negatives', { type: 'number', default: 0, describe: 'hard negatives per query, from the records\' negatives' })
@@ -203,19 +208,23 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
     evalEvery: a['eval-every'], patience: a.patience, checkpointEvery: a['checkpoint-every'], precision: a.precision,
     device: a.device, activationRecompute: a['activation-recompute'], threads: a.threads, seed: a.seed, cacheDir: a['cache-dir'],
     // Last, so that definingConfig() of a run that does not learn it is what it was before the option existed.
-    learnTemperature: a['learn-temperature'], temperatureLr: a['temperature-lr'] ?? a.lr,
+    learnTemperature: a['learn-temperature'], temperatureLr: a['temperature-lr'] ?? a.lr, alignmentTexts: a['alignment-texts'],
   };
 }
 
 /**
  * What defines a run's numbers: the configuration without where and how it runs (output folder,
  * threads, cache, device, recompute). Hashed into the run key that a resumed checkpoint must match
- * and into an experiment cell's key; the learned-temperature options count only when it is learned,
- * so runs that do not learn it keep the keys they had before the option existed.
+ * and into an experiment cell's key. Options added after runs existed count only when they differ
+ * from their defaults (the temperature's rate only when it is learned), so a run that does not use
+ * them keeps the key it had before they existed.
  */
 export function definingConfig(c: TrainConfig): Record<string, unknown> {
-  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, learnTemperature, temperatureLr, ...rest } = c;
-  return learnTemperature ? { ...rest, learnTemperature, temperatureLr } : rest;
+  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, learnTemperature, temperatureLr, alignmentTexts, ...rest } = c;
+  return {
+    ...rest, ...(learnTemperature ? { learnTemperature, temperatureLr } : {}),
+    ...(alignmentTexts !== 'queries' ? { alignmentTexts } : {}),
+  };
 }
 
 /** Parses `xlir train` arguments (without the command name) into a TrainConfig; for tests and scripts. */

@@ -18,6 +18,7 @@ import { readSafetensors, writeSafetensors } from './safetensors.ts';
 import { ContrastiveTrainer, type StepInput } from './trainer.ts';
 import type { LearnedScaleState } from './temperature.ts';
 import type { TokenStore } from './token-cache.ts';
+import type { AlignmentTexts } from './train-config.ts';
 
 /** What the loop needs from a batch sampler (src/sampler.ts). */
 export interface LoopSampler {
@@ -39,6 +40,8 @@ export interface LoopOptions {
   lr: number;
   seed: number;
   hardNegatives: number;        // per query, at most
+  /** What the alignment pairs of records compare (assembleBatch); default 'queries'. */
+  alignmentTexts?: AlignmentTexts;
   evalEvery: number;            // steps; 0: no validation
   patience: number;             // evaluations without improvement before stopping; 0: never stop early
   checkpointEvery: number;      // steps
@@ -76,15 +79,24 @@ function pack(seqs: Int32Array[]): TokenBatch {
   return { ids, lengths };
 }
 
-export function assembleBatch(b: ReturnType<LoopSampler['next']>, data: TokenizedData, hardNegatives: number): StepInput {
+/**
+ * The token batches of a sampled batch. Alignment pairs of records use the records' queries, or with
+ * alignmentTexts 'passages' their positive passages (METHOD.md section 4: translations of the same
+ * query or passage); bitext pairs (index >= the number of records) always use the bitext texts.
+ */
+export function assembleBatch(b: ReturnType<LoopSampler['next']>, data: TokenizedData, hardNegatives: number,
+  alignmentTexts: AlignmentTexts = 'queries'): StepInput {
   const q = b.triplets.map((t) => data.queries.get(t.query));
   const p = b.triplets.map((t) => data.passages.get(t.positive));
   if (hardNegatives > 0)
     for (const t of b.triplets) for (const k of data.negatives[t.positive]?.subarray(0, hardNegatives) ?? []) p.push(data.passages.get(k));
   const input: StepInput = { queries: pack(q), passages: pack(p) };
   if (b.alignment?.length) {
-    input.alignA = pack(b.alignment.map((x) => data.queries.get(x.a)));
-    input.alignB = pack(b.alignment.map((x) => data.queries.get(x.b)));
+    // The passage store begins with the records' positives, in record order (TokenizedData).
+    const records = data.negatives.length;
+    const text = (i: number) => (alignmentTexts === 'passages' && i < records ? data.passages.get(i) : data.queries.get(i));
+    input.alignA = pack(b.alignment.map((x) => text(x.a)));
+    input.alignB = pack(b.alignment.map((x) => text(x.b)));
   }
   return input;
 }
@@ -180,7 +192,8 @@ export async function trainLoop(
   };
 
   try {
-    let next = state.stopped ? null : assembleBatch(sampler.next(), data, o.hardNegatives);
+    const assemble = () => assembleBatch(sampler.next(), data, o.hardNegatives, o.alignmentTexts);
+    let next = state.stopped ? null : assemble();
     while (next && state.step < o.steps) {
       const step = state.step;
       const lr = linearWarmupDecay(step, o.steps, o.warmupSteps, o.lr);
@@ -189,7 +202,7 @@ export async function trainLoop(
       // The engine is busy on the thread pool: prepare the next batch meanwhile.
       const td = performance.now();
       const samplerBefore = sampler.getState();
-      next = step + 1 < o.steps ? assembleBatch(sampler.next(), data, o.hardNegatives) : null;
+      next = step + 1 < o.steps ? assemble() : null;
       const prepMs = performance.now() - td;
       const r = await pending;
       const stepMs = performance.now() - te;

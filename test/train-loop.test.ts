@@ -159,3 +159,23 @@ test('a learned temperature: logged, checkpointed, and resumed exactly', async (
   await assert.rejects(third.run(), /state\.json: no learned-temperature state/);
   for (const x of [full, fixed, second, third]) x.enc.dispose();
 });
+
+// Alignment pairs name records (their queries, or with 'passages' their positives) or bitext items
+// (index >= the number of records: always the bitext text, kept after the records' queries).
+test('assembleBatch: alignment pairs of records use queries or passages; bitext pairs their own texts', () => {
+  const d: TokenizedData = {
+    queries: store([[0, 5, 2], [0, 6, 2], [0, 7, 7, 2]]),  // record 0, record 1, bitext item 0
+    passages: store([[0, 15, 2], [0, 16, 16, 2], [0, 17, 2]]),  // positives of records 0 and 1, a negative
+    negatives: [Int32Array.from([2]), new Int32Array(0)],
+  };
+  const b = { triplets: [{ query: 0, positive: 0 }, { query: 1, positive: 1 }], alignment: [{ a: 0, b: 1 }, { a: 2, b: 2 }] };
+  const q = assembleBatch(b, d, 1);
+  assert.deepEqual([...q.passages.ids], [0, 15, 2, 0, 16, 16, 2, 0, 17, 2], 'positives, then the hard negative');
+  assert.deepEqual([...q.alignA!.ids], [0, 5, 2, 0, 7, 7, 2]);
+  assert.deepEqual([...q.alignB!.ids], [0, 6, 2, 0, 7, 7, 2]);
+  const p = assembleBatch(b, d, 1, 'passages');
+  assert.deepEqual([...p.alignA!.ids], [0, 15, 2, 0, 7, 7, 2]);
+  assert.deepEqual([...p.alignB!.ids], [0, 16, 16, 2, 0, 7, 7, 2]);
+  assert.deepEqual([...p.alignB!.lengths], [4, 4]);
+  assert.deepEqual(p.queries, q.queries, 'the retrieval triplets do not change');
+});
