@@ -4,11 +4,12 @@
 // sentence-transformers load as is.
 import {
   closeSync, copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync,
-  renameSync, rmSync, statSync, writeSync,
+  rmSync, statSync, writeSync,
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Arch, NativeModel, NativeModelConfig, Pooling } from './native.ts';
 import { SafetensorsFile, fsyncDir, writeSafetensors, type TensorToWrite } from './safetensors.ts';
+import { replaceDir, tmpDirFor } from './atomic-dir.ts';
 
 const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`;
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -773,7 +774,7 @@ export function saveModelFolder(model: NativeModel, config: NativeModelConfig, d
 
   if (opts.modelType) hfConfigJson(config, 'float32', opts.modelType); // validates before anything is written
   mkdirSync(dirname(dir), { recursive: true });
-  const tmp = `${dir}.tmp-${process.pid}`;
+  const tmp = tmpDirFor(dir);
   rmSync(tmp, { recursive: true, force: true });
   try {
     writeFolder(model, config, tmp, opts, params);
@@ -781,19 +782,10 @@ export function saveModelFolder(model: NativeModel, config: NativeModelConfig, d
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  const aside = `${dir}.old-${process.pid}`;
-  const replacing = existsSync(dir);
-  if (replacing) {
-    rmSync(aside, { recursive: true, force: true });
-    renameSync(dir, aside);
-  }
   try {
-    renameSync(tmp, dir);
+    replaceDir(tmp, dir);
   } catch (e) {
-    if (replacing) renameSync(aside, dir);
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  fsyncDir(dirname(dir));
-  if (replacing) rmSync(aside, { recursive: true, force: true });
 }

@@ -16,6 +16,7 @@ import { Encoder, checkDevice } from './encoder.ts';
 import { native, type NativeModelConfig } from './native.ts';
 import { ContrastiveTrainer } from './trainer.ts';
 import { LearnedScale } from './temperature.ts';
+import { recoverDir, replaceDir, tmpDirFor } from './atomic-dir.ts';
 import { tokenizeAll, type TokenStore } from './token-cache.ts';
 import { assembleBatch, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
 import { readTrainingData, type BitextRecord, type ReadReport, type TrainingRecord } from './data/format.ts';
@@ -217,12 +218,13 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
 
     const modelDir = join(c.out, 'model');
     if (result.state.stopped !== 'interrupted') {
-      const tmp = `${modelDir}.tmp-${process.pid}`;
-      rmSync(tmp, { recursive: true, force: true });
-      if (existsSync(join(c.out, 'best'))) cpSync(join(c.out, 'best'), tmp, { recursive: true });
-      else enc.save(tmp);
-      rmSync(modelDir, { recursive: true, force: true });
-      renameSync(tmp, modelDir);
+      for (const line of recoverDir(modelDir)) log(line);
+      if (existsSync(join(c.out, 'best'))) {
+        const tmp = tmpDirFor(modelDir);
+        rmSync(tmp, { recursive: true, force: true });
+        cpSync(join(c.out, 'best'), tmp, { recursive: true });
+        replaceDir(tmp, modelDir);
+      } else enc.save(modelDir);  // atomic (saveModelFolder)
       const v = result.validation.map((x) => x.loss);
       log(`saved ${modelDir} (${existsSync(join(c.out, 'best')) ? `best validation loss ${result.state.bestLoss?.toFixed(4)} at step ${result.state.bestStep}` : 'last step'})` +
         (v.length ? `; validation loss ${v[0].toFixed(4)} -> ${v[v.length - 1].toFixed(4)}` : '') +

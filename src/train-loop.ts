@@ -7,12 +7,13 @@
 // pending the JavaScript thread assembles the next batch from the token cache; the time the engine
 // then waits for data (dataWaitMs in the log) is what is left of batch assembly after that.
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Encoder } from './encoder.ts';
 import type { TokenBatch } from './native.ts';
 import { loadWeights } from './checkpoint.ts';
 import { linearWarmupDecay } from './schedule.ts';
+import { recoverDir, replaceDir, tmpDirFor } from './atomic-dir.ts';
 import { Progress } from './progress.ts';
 import { readSafetensors, writeSafetensors } from './safetensors.ts';
 import { ContrastiveTrainer, type StepInput } from './trainer.ts';
@@ -112,9 +113,9 @@ export function runKey(parts: unknown): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16);
 }
 
-/** Writes model, optimizer and loop state as one folder, atomically (temporary folder, then rename). */
+/** Writes model, optimizer and loop state as one folder, atomically (src/atomic-dir.ts). */
 export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state: LoopState, key: string): void {
-  const final = join(dir, CKPT), tmp = join(dir, `${CKPT}.tmp-${process.pid}`), old = join(dir, `${CKPT}.old-${process.pid}`);
+  const final = join(dir, CKPT), tmp = tmpDirFor(final);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   trainer.encoder.save(join(tmp, 'model'));
@@ -125,9 +126,7 @@ export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state:
   ], { metadata: { step: String(s.step) } });
   const learnedScale = trainer.loss.learnedScale?.getState();
   writeFileSync(join(tmp, 'state.json'), JSON.stringify({ runKey: key, ...state, ...(learnedScale ? { learnedScale } : {}) }, null, 1));
-  if (existsSync(final)) renameSync(final, old);
-  renameSync(tmp, final);
-  rmSync(old, { recursive: true, force: true });
+  replaceDir(tmp, final);
 }
 
 /** Restores model weights, optimizer and loop state from dir/checkpoint; null when there is none. */
@@ -163,6 +162,8 @@ export async function trainLoop(
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   mkdirSync(o.outDir, { recursive: true });
   const logPath = join(o.outDir, 'log.jsonl');
+  // A run killed while replacing its checkpoint or best model left the previous version aside.
+  for (const d of [CKPT, 'best']) for (const line of recoverDir(join(o.outDir, d))) log(line);
   let state: LoopState = { step: 0, sampler: sampler.getState(), bestLoss: null, bestStep: -1, badEvals: 0, stopped: null };
   const resumed = readCheckpoint(o.outDir, trainer, o.runKey);
   if (resumed) {
@@ -236,13 +237,7 @@ export async function trainLoop(
           ...(learned ? { temperature: 1 / trainer.scale } : {}),
         }) + '\n');
         log(`\nstep ${state.step}: validation loss ${vl.toFixed(4)}${better ? ' (best)' : ` (best ${state.bestLoss!.toFixed(4)} at step ${state.bestStep})`}`);
-        if (better) {
-          const tmp = join(o.outDir, `best.tmp-${process.pid}`);
-          rmSync(tmp, { recursive: true, force: true });
-          trainer.encoder.save(tmp);
-          rmSync(join(o.outDir, 'best'), { recursive: true, force: true });
-          renameSync(tmp, join(o.outDir, 'best'));
-        }
+        if (better) trainer.encoder.save(join(o.outDir, 'best'));  // atomic (saveModelFolder)
         if (o.patience > 0 && state.badEvals >= o.patience) {
           log(`early stopping: no improvement in ${o.patience} validations; best model (step ${state.bestStep}) is in ${join(o.outDir, 'best')}`);
           state.stopped = 'early';

@@ -3,7 +3,7 @@
 // different run is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Encoder } from '../src/encoder.ts';
@@ -178,4 +178,29 @@ test('assembleBatch: alignment pairs of records use queries or passages; bitext 
   assert.deepEqual([...p.alignB!.ids], [0, 16, 16, 2, 0, 7, 7, 2]);
   assert.deepEqual([...p.alignB!.lengths], [4, 4]);
   assert.deepEqual(p.queries, q.queries, 'the retrieval triplets do not change');
+});
+
+// A kill between the two renames that replace the checkpoint (src/atomic-dir.ts) leaves no
+// checkpoint/ but the previous one aside: the next run puts it back and resumes from it, rather
+// than starting over; the same for best/.
+test('a run killed while replacing its checkpoint resumes from the previous one', async () => {
+  const a = mkdtempSync(join(tmpdir(), 'xlir-loop-ka-')), b = mkdtempSync(join(tmpdir(), 'xlir-loop-kb-'));
+  const full = setup(a);
+  const rf = await full.run();
+  const first = setup(b, { stopAfter: 5 });
+  const r1 = await first.run();
+  first.enc.dispose();
+  const dead = 999_999_999;  // no such process
+  renameSync(join(b, 'checkpoint'), join(b, `checkpoint.old-${dead}`));
+  renameSync(join(b, 'best'), join(b, `best.old-${dead}`));
+  mkdirSync(join(b, `checkpoint.tmp-${dead}`));  // the half-written new one
+  const lines: string[] = [];
+  const second = setup(b, { log: (l) => lines.push(l) });
+  const r2 = await second.run();
+  assert.ok(lines.some((l) => /restored .*checkpoint from checkpoint\.old-/.test(l)), lines.join('\n'));
+  assert.ok(lines.some((l) => /resuming from .* at step 5/.test(l)), lines.join('\n'));
+  assert.deepEqual([...r1.losses, ...r2.losses], rf.losses, 'resumed losses differ from the uninterrupted run');
+  assert.deepEqual(readdirSync(b).filter((f) => /\.(old|tmp)-/.test(f)), [], 'leftovers removed');
+  assert.ok(existsSync(join(b, 'best', 'config.json')));
+  for (const x of [full, second]) x.enc.dispose();
 });
