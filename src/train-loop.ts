@@ -7,7 +7,7 @@
 // pending the JavaScript thread assembles the next batch from the token cache; the time the engine
 // then waits for data (dataWaitMs in the log) is what is left of batch assembly after that.
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Encoder } from './encoder.ts';
 import type { TokenBatch } from './native.ts';
@@ -155,6 +155,28 @@ export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: st
   return state;
 }
 
+/**
+ * Keeps the log lines of steps <= step: a run killed after its last checkpoint logged steps that the
+ * resumed run redoes (and a kill during a write leaves a partial last line). Rewritten atomically.
+ * Returns how many lines were dropped.
+ */
+export function trimLog(path: string, step: number): number {
+  if (!existsSync(path)) return 0;
+  const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.length);
+  const keep = lines.filter((l) => {
+    try {
+      return (JSON.parse(l) as { step?: unknown }).step as number <= step;
+    } catch {
+      return false;
+    }
+  });
+  if (keep.length === lines.length) return 0;
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, keep.map((l) => l + '\n').join(''));
+  renameSync(tmp, path);
+  return lines.length - keep.length;
+}
+
 export async function trainLoop(
   trainer: ContrastiveTrainer, sampler: LoopSampler, data: TokenizedData, validation: StepInput[], o: LoopOptions,
   restoreSampler: (state: unknown) => LoopSampler,
@@ -170,6 +192,8 @@ export async function trainLoop(
     state = resumed;
     sampler = restoreSampler(state.sampler);
     log(`resuming from ${join(o.outDir, CKPT)} at step ${state.step}`);
+    const dropped = trimLog(logPath, state.step);
+    if (dropped) log(`log.jsonl: dropped ${dropped} line(s) after step ${state.step}, written after the checkpoint by the stopped run (they are redone)`);
     if (state.stopped === 'done' || state.stopped === 'early') log('this run had already finished');
   }
   const losses: number[] = [], validationLog: { step: number; loss: number }[] = [];

@@ -3,7 +3,7 @@
 // different run is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Encoder } from '../src/encoder.ts';
@@ -203,4 +203,33 @@ test('a run killed while replacing its checkpoint resumes from the previous one'
   assert.deepEqual(readdirSync(b).filter((f) => /\.(old|tmp)-/.test(f)), [], 'leftovers removed');
   assert.ok(existsSync(join(b, 'best', 'config.json')));
   for (const x of [full, second]) x.enc.dispose();
+});
+
+// A run killed (SIGKILL, out of memory) some steps after its last checkpoint: the resumed run redoes
+// those steps, and the log keeps one line per step, in order, as an uninterrupted run's.
+test('a hard kill after the last checkpoint: the resumed run redoes the steps and the log has each once', async () => {
+  const a = mkdtempSync(join(tmpdir(), 'xlir-loop-ha-')), b = mkdtempSync(join(tmpdir(), 'xlir-loop-hb-'));
+  const full = setup(a);
+  const rf = await full.run();
+  const first = setup(b, { stopAfter: 4 });
+  await first.run();
+  first.enc.dispose();
+  cpSync(join(b, 'checkpoint'), join(a, 'step4'), { recursive: true });
+  const second = setup(b, { stopAfter: 7 });
+  await second.run();
+  second.enc.dispose();
+  // As if killed at step 7 before its checkpoint: the step-4 checkpoint, the log up to step 7 and a torn line.
+  rmSync(join(b, 'checkpoint'), { recursive: true });
+  cpSync(join(a, 'step4'), join(b, 'checkpoint'), { recursive: true });
+  appendFileSync(join(b, 'log.jsonl'), '{"type":"step","st');
+  const lines: string[] = [];
+  const third = setup(b, { log: (l) => lines.push(l) });
+  const r3 = await third.run();
+  // steps 5 to 7 and the torn line (the validation at step 4 stays)
+  assert.ok(lines.some((l) => /dropped 4 line\(s\) after step 4/.test(l)), lines.join('\n'));
+  assert.deepEqual(r3.losses, rf.losses.slice(4));
+  const log = readFileSync(join(b, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.deepEqual(log.filter((e) => e.type === 'step').map((e) => e.step), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  assert.deepEqual(log.filter((e) => e.type === 'step').map((e) => e.loss), rf.losses);
+  for (const x of [full, third]) x.enc.dispose();
 });
