@@ -1,5 +1,5 @@
-// `xlir eval` and `xlir compare`: evaluate a model on a LAReQA set (XQuAD-R, MLQA-R) or a
-// TREC/BEIR-style collection (MIRACL), and put several result files side by side. The protocol is
+// `xlir eval` and `xlir compare`: evaluate a model on a LAReQA set (XQuAD-R, MLQA-R), TyDi QA GoldP,
+// Tatoeba or a TREC/BEIR-style collection (MIRACL), and put several result files side by side. The protocol is
 // in src/eval/, the report in src/report/; this module maps flags onto them.
 import { mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -9,16 +9,23 @@ import { native } from './native.ts';
 import { evaluateLareqa } from './eval/lareqa-eval.ts';
 import { evaluateTrec } from './eval/trec-eval-command.ts';
 import { writeReport } from './report/write.ts';
+import { evaluateSet, writeSetResult } from './eval/set-eval.ts';
+import { tatoebaCodes, tatoebaEvalSet, tydiqaEvalSet, tydiqaLanguages } from './experiment/data.ts';
 import { compareResults, readResult } from './report/compare.ts';
 import { writeFileAtomic } from './report/write.ts';
 
+const DATA_EXAMPLE: Record<string, string> = { tydiqa: '../shared/data/tydiqa-goldp', tatoeba: '../shared/data/tatoeba-laser' };
+
 export function evalOptions<T>(y: Argv<T>) {
   return y
-    .option('bench', { choices: ['xquad-r', 'mlqa-r', 'lareqa', 'trec'] as const, demandOption: true, describe: 'xquad-r / mlqa-r / lareqa: LAReQA protocol on a folder of <lang>.json; trec: topics + qrels + corpus (MIRACL, BEIR)' })
+    .option('bench', {
+      choices: ['xquad-r', 'mlqa-r', 'lareqa', 'tydiqa', 'tatoeba', 'trec'] as const, demandOption: true,
+      describe: 'xquad-r / mlqa-r / lareqa: LAReQA protocol on a folder of <lang>.json; tydiqa: TyDi QA GoldP dev, monolingual (folder of <language>_tydiqa_dev.json); tatoeba: bitext retrieval xxx -> eng (folder of tatoeba.xxx-eng.*); trec: topics + qrels + corpus (MIRACL, BEIR)',
+    })
     .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face or sentence-transformers folder (e.g. the model/ of an xlir train run)' })
-    .option('data', { type: 'string', describe: 'LAReQA folder of <lang>.json files' })
+    .option('data', { type: 'string', describe: 'the data folder (LAReQA, TyDi QA or Tatoeba)' })
     .option('out', { type: 'string', describe: 'result folder (default: eval/<bench>-<model folder name>)' })
-    .option('languages', { type: 'string', array: true, describe: 'LAReQA: evaluate only these languages' })
+    .option('languages', { type: 'string', array: true, describe: 'evaluate only these languages (default: all in --data; Tatoeba: 3-letter codes, e.g. swh tel)' })
     .option('articles', { choices: ['all', 'test', 'train'] as const, default: 'all' as const, describe: 'LAReQA: evaluate all articles, or one side of the article split used by `xlir convert lareqa --split`' })
     .option('test-fraction', { type: 'number', default: 0.5, describe: 'article split: fraction on the test side' })
     .option('split-seed', { type: 'number', default: 0, describe: 'article split: seed' })
@@ -60,10 +67,21 @@ export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => pro
       log(`nDCG@10 ${r.ndcg10.toFixed(4)}  Recall@100 ${r.recall100.toFixed(4)} over ${r.queries} queries; run file ${r.runFile}; ${join(out, 'result.json')}`);
       return out;
     }
-    if (!a.data) throw new Error(`--bench ${a.bench} needs --data DIR (a folder of <lang>.json files, e.g. ../shared/data/xquad-r)`);
+    if (!a.data) throw new Error(`--bench ${a.bench} needs --data DIR (e.g. ${DATA_EXAMPLE[a.bench] ?? '../shared/data/xquad-r'})`);
     const groups: Record<string, string[]> = {};
     if (a['zero-shot'].length) groups['zero-shot'] = a['zero-shot'] as string[];
     if (a['low-resource'].length) groups['low-resource'] = a['low-resource'] as string[];
+    if (a.bench === 'tydiqa' || a.bench === 'tatoeba') {
+      const langs = a.languages ?? (a.bench === 'tydiqa' ? tydiqaLanguages(a.data) : tatoebaCodes(a.data));
+      if (!langs.length) throw new Error(`${a.data}: no ${a.bench === 'tydiqa' ? '<language>_tydiqa_dev.json' : 'tatoeba.xxx-eng.xxx / .eng'} files`);
+      const set = a.bench === 'tydiqa' ? tydiqaEvalSet(a.data, langs) : tatoebaEvalSet(a.data, langs);
+      const r = await evaluateSet(enc, set, { ...common, groups });
+      const paths = await writeSetResult(r, out);
+      log(`${Object.entries(r.summary).map(([k, v]) => `${k} ${v.toFixed(3)}`).join('  ')} (mean over ${r.languages.length} languages)` +
+        Object.entries(r.groups).map(([g, x]) => `; ${g}: ${Object.entries(x.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(' ')}`).join(''));
+      log(`wrote ${paths.json} and ${paths.markdown}`);
+      return out;
+    }
     const result = await evaluateLareqa(enc, {
       ...common, dir: a.data, bench: a.bench, languages: a.languages, context: a.context,
       articles: a.articles === 'all' ? undefined : { side: a.articles, testFraction: a['test-fraction'], seed: a['split-seed'] },

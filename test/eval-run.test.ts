@@ -4,7 +4,7 @@
 // `xlir index` / `xlir search` find a document from its own text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Encoder } from '../src/encoder.ts';
@@ -126,6 +126,91 @@ test('xlir eval on XQuAD-R (2 languages, test articles): result, report and pict
   assert.deepEqual(res.groups, { 'zero-shot': ['de'], seen: ['en'] });
   for (const f of ['report.md', 'heatmap.svg', 'rank-distance.svg']) assert.ok(existsSync(join(dir, 'ev', f)), `${f} missing`);
   assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /monolingual/);
+});
+
+/** `xlir eval` with these arguments (after --model and --out), returning the result.json. */
+async function evalCli(model: string, out: string, args: string[]) {
+  const { evalOptions, runEval } = await import('../src/eval-command.ts');
+  const { default: yargs } = await import('yargs');
+  await runEval(await evalOptions(yargs(['--model', model, '--out', out, ...args])).parseAsync(), () => {});
+  return JSON.parse(readFileSync(join(out, 'result.json'), 'utf8'));
+}
+
+/** Dot products of unit embeddings, row by row. */
+function scoreRows(a: Float32Array, b: Float32Array, D: number): Float32Array[] {
+  const n = b.length / D;
+  return Array.from({ length: a.length / D }, (_, i) => Float32Array.from({ length: n }, (_, j) => {
+    let s = 0;
+    for (let d = 0; d < D; d++) s += a[i * D + d] * b[j * D + d];
+    return s;
+  }));
+}
+
+// Tatoeba on hand-made pairs: 'aaa' lines are their English lines (the identical text is the top hit:
+// acc@1 and mAP 1), 'bbb' lines are the NEXT English line (the identical text outranks the true
+// translation: acc@1 0), and mAP equals the reciprocal rank computed here by brute force.
+test('xlir eval --bench tatoeba: acc@1 and mAP against brute force; groups; bad files named', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-tatoeba-'));
+  const model = tinyModel(dir);
+  const r = mulberry32(11);
+  const eng = Array.from({ length: 12 }, () => text(r, 5));
+  mkdirSync(join(dir, 'tat'));
+  const write = (code: string, src: string[], en: string[]) => {
+    writeFileSync(join(dir, 'tat', `tatoeba.${code}-eng.${code}`), src.join('\n') + '\n');
+    writeFileSync(join(dir, 'tat', `tatoeba.${code}-eng.eng`), en.join('\n') + '\n');
+  };
+  write('aaa', eng, eng);
+  write('bbb', eng.map((_, i) => eng[(i + 1) % eng.length]), eng);
+  const res = await evalCli(model, join(dir, 'ev'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--low-resource', 'bbb']);
+  assert.deepEqual(res.languages, ['aaa', 'bbb']);
+  assert.equal(res.perLanguage.aaa['acc@1'], 1);
+  assert.equal(res.perLanguage.aaa.mAP, 1);
+  assert.equal(res.perLanguage.bbb['acc@1'], 0);
+  const enc = Encoder.load(model);
+  const o = { maxLength: 64, prefix: 'Query: ' };
+  const rows = scoreRows(await enc.encodeTexts(eng.map((_, i) => eng[(i + 1) % eng.length]), o), await enc.encodeTexts(eng, o), enc.embeddingDim);
+  enc.dispose();
+  // Pessimistic rank of the true translation i: 1 + the number of sentences scoring at least as high.
+  const ref = rows.reduce((s, row, i) => s + 1 / (1 + row.filter((x, j) => j !== i && x >= row[i]).length), 0) / rows.length;
+  assert.ok(Math.abs(res.perLanguage.bbb.mAP - ref) < 1e-6, `mAP ${res.perLanguage.bbb.mAP} vs brute force ${ref}`);
+  assert.ok(Math.abs(res.summary.mAP - (1 + ref) / 2) < 1e-6, 'the summary is the mean over languages');
+  assert.deepEqual(res.groups['low-resource'], { languages: ['bbb'], metrics: { 'acc@1': 0, mAP: res.perLanguage.bbb.mAP } });
+  assert.equal(res.perQuery.values.AP.length, 24);
+  assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /\| bbb \| 0\.000 \| 0\.\d{3} \| 12 \|/);
+  writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.eng'), 'x\n');
+  writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.ccc'), 'y\nz\n');
+  await assert.rejects(evalCli(model, join(dir, 'ev2'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'ccc']),
+    /tatoeba\.ccc-eng\.ccc has 2 lines but .*tatoeba\.ccc-eng\.eng has 1/);
+});
+
+const TYDI = new URL('../../shared/data/tydiqa-goldp', import.meta.url).pathname;
+test('xlir eval --bench tydiqa (Swahili dev): mAP, R@1 and the pool against brute force', { skip: existsSync(TYDI) ? false : `../shared missing (${TYDI})` }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-tydi-'));
+  const model = tinyModel(dir);
+  const res = await evalCli(model, join(dir, 'ev'), ['--bench', 'tydiqa', '--data', TYDI, '--languages', 'sw', '--max-passage-length', '48']);
+  const { convertTydiqa } = await import('../src/data/convert-tydiqa.ts');
+  const { records } = convertTydiqa(join(TYDI, 'swahili_tydiqa_dev.json'));
+  const pool = [...new Set(records.map((x) => x.positive))];
+  assert.deepEqual(res.languages, ['sw']);
+  assert.equal(res.perLanguage.sw.queries, records.length);
+  assert.equal(res.perLanguage.sw.candidates, pool.length);
+  const enc = Encoder.load(model);
+  const q = await enc.encodeTexts(records.map((x) => x.query), { maxLength: 64, prefix: 'Query: ' });
+  const c = await enc.encodeTexts(pool, { maxLength: 48, prefix: 'Passage: ' });
+  const rows = scoreRows(q, c, enc.embeddingDim);
+  enc.dispose();
+  let ap = 0, r1 = 0;
+  rows.forEach((row, i) => {
+    const gold = pool.indexOf(records[i].positive);
+    ap += averagePrecision(row, Array.from(row, (_, j) => j === gold));
+    r1 += row.every((x, j) => j === gold || x < row[gold]) ? 1 : 0;
+  });
+  // float32 dot products here and in the engine differ in summation order (1e-7), which can swap
+  // near-tied candidates in a random tiny model's ranking: the means agree to 1e-3.
+  assert.ok(Math.abs(res.perLanguage.sw.mAP - ap / rows.length) < 1e-3, `mAP ${res.perLanguage.sw.mAP} vs ${ap / rows.length}`);
+  assert.ok(Math.abs(res.perLanguage.sw['R@1'] - r1 / rows.length) < 1e-3, `R@1 ${res.perLanguage.sw['R@1']} vs ${r1 / rows.length}`);
+  assert.equal(res.kind, 'xlir-set-eval');
+  assert.equal(typeof res.data.sha256.sw, 'string');
 });
 
 test('TREC runner: exact engine and FAISS Flat agree, and the engine on cuda:0 when CUDA is present; missing judged docids are counted; the run file reads back', async () => {

@@ -4,7 +4,7 @@
 // - the tokenizer of a from-scratch model (`<out>/tokenizer/tokenizer.json`),
 // - the evaluation sets, read into memory once and shared by every cell.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readTrainingData, writeJsonl, type TrainingRecord } from '../data/format.ts';
 import { lareqaRecords } from '../data/convert-lareqa.ts';
@@ -92,9 +92,9 @@ export function recordSides(records: TrainingRecord[]): Side[] {
 /** TyDi QA GoldP dev of a language: questions, and the distinct gold passages as the pool. */
 function tydiSide(dir: string, lang: string): { side: Side; file: string } {
   const name = Object.entries(TYDI_LANGUAGE_NAMES).find(([, code]) => code === canonicalLanguage(lang))?.[0];
-  if (!name) throw new Error(`eval.tydiqa: TyDi QA has no language ${lang} (it has ${Object.values(TYDI_LANGUAGE_NAMES).join(' ')})`);
+  if (!name) throw new Error(`TyDi QA has no language ${lang} (it has ${Object.values(TYDI_LANGUAGE_NAMES).join(' ')})`);
   const file = join(dir, `${name}_tydiqa_dev.json`);
-  if (!existsSync(file)) throw new Error(`eval.tydiqa: ${file} not found`);
+  if (!existsSync(file)) throw new Error(`TyDi QA: ${file} not found`);
   const { records } = convertTydiqa(file);
   const keyOf = new Map<string, string>();
   const side: Side = { lang: canonicalLanguage(lang), questions: [], candidates: [] };
@@ -107,6 +107,43 @@ function tydiSide(dir: string, lang: string): { side: Side; file: string } {
     side.questions.push({ id: r.group, text: r.query, answers: [k] });
   }
   return { side, file };
+}
+
+/** TyDi QA GoldP dev in `dir` (`<language>_tydiqa_dev.json`): one monolingual pool per language. */
+export function tydiqaEvalSet(dir: string, languages: string[]): MonoEvalSet {
+  const files: Record<string, string> = {};
+  const sides = languages.map((l) => {
+    const s = tydiSide(dir, l);
+    files[s.side.lang] = fileHash(s.file);
+    return s.side;
+  });
+  return { kind: 'mono', name: 'tydiqa', dir, files, sides };
+}
+
+/** The TyDi QA languages (canonical codes) whose dev file is in `dir`. */
+export function tydiqaLanguages(dir: string): string[] {
+  return Object.entries(TYDI_LANGUAGE_NAMES).filter(([name]) => existsSync(join(dir, `${name}_tydiqa_dev.json`))).map(([, code]) => code);
+}
+
+/** Tatoeba pairs in `dir` (`tatoeba.<code>-eng.<code>` / `.eng`), by their 3-letter codes. */
+export function tatoebaEvalSet(dir: string, codes: string[]): BitextEvalSet {
+  const files: Record<string, string> = {};
+  const pairs = codes.map((code) => {
+    const [a, b] = tatoebaPairFiles(dir, code);
+    for (const f of [a, b]) if (!existsSync(f)) throw new Error(`Tatoeba: ${f} not found`);
+    const src = readLines(a), eng = readLines(b);
+    if (src.length !== eng.length) throw new Error(`Tatoeba: ${a} has ${src.length} lines but ${b} has ${eng.length} (line i of one translates line i of the other)`);
+    files[canonicalLanguage(code)] = sha256(readFileSync(a).toString('binary') + '\0' + readFileSync(b).toString('binary'));
+    return { code, lang: canonicalLanguage(code), src, eng };
+  });
+  const dup = pairs.find((p, i) => pairs.findIndex((q) => q.lang === p.lang) !== i);
+  if (dup) throw new Error(`Tatoeba languages: two codes mean ${dup.lang}`);
+  return { kind: 'bitext', name: 'tatoeba', dir, files, pairs };
+}
+
+/** The codes of the Tatoeba pairs in `dir`, sorted. */
+export function tatoebaCodes(dir: string): string[] {
+  return readdirSync(dir).map((f) => /^tatoeba\.([a-z]{3})-eng\.\1$/.exec(f)?.[1]).filter((c): c is string => !!c && c !== 'eng').sort();
 }
 
 function readLines(file: string): string[] {
@@ -196,29 +233,9 @@ export async function prepareData(c: ExperimentConfig, outDir: string, log: (s: 
   }
   if (c.eval.tydiqa) {
     const e = c.eval.tydiqa;
-    const files: Record<string, string> = {};
-    const sides = e.languages.map((l) => {
-      const s = tydiSide(e.dir, l);
-      files[s.side.lang] = fileHash(s.file);
-      return s.side;
-    });
-    evalSets.push({ kind: 'mono', name: 'tydiqa', dir: e.dir, files, sides, maxQueryLength: e.maxQueryLength, maxPassageLength: e.maxPassageLength });
+    evalSets.push({ ...tydiqaEvalSet(e.dir, e.languages), maxQueryLength: e.maxQueryLength, maxPassageLength: e.maxPassageLength });
   }
-  if (c.eval.tatoeba) {
-    const e = c.eval.tatoeba;
-    const files: Record<string, string> = {};
-    const pairs = e.languages.map((code) => {
-      const [a, b] = tatoebaPairFiles(e.dir, code);
-      for (const f of [a, b]) if (!existsSync(f)) throw new Error(`eval.tatoeba: ${f} not found`);
-      const src = readLines(a), eng = readLines(b);
-      if (src.length !== eng.length) throw new Error(`eval.tatoeba: ${a} has ${src.length} lines, ${b} ${eng.length}`);
-      files[canonicalLanguage(code)] = sha256(readFileSync(a).toString('binary') + '\0' + readFileSync(b).toString('binary'));
-      return { code, lang: canonicalLanguage(code), src, eng };
-    });
-    const dup = pairs.find((p, i) => pairs.findIndex((q) => q.lang === p.lang) !== i);
-    if (dup) throw new Error(`eval.tatoeba.languages: two codes mean ${dup.lang}`);
-    evalSets.push({ kind: 'bitext', name: 'tatoeba', dir: e.dir, files, pairs, maxLength: e.maxLength });
-  }
+  if (c.eval.tatoeba) evalSets.push({ ...tatoebaEvalSet(c.eval.tatoeba.dir, c.eval.tatoeba.languages), maxLength: c.eval.tatoeba.maxLength });
   const names = evalSets.map((s) => s.name);
   const dupName = names.find((n, i) => names.indexOf(n) !== i);
   if (dupName) throw new Error(`two evaluation sets are named ${dupName}; set eval.lareqa.bench`);

@@ -1,0 +1,105 @@
+// `xlir eval --bench tydiqa|tatoeba`: one model on TyDi QA GoldP dev (monolingual retrieval, each
+// language its own pool of gold passages: mAP, R@1, R@10) or Tatoeba (bitext retrieval: each xxx
+// sentence against all English sentences of its pair: accuracy@1 and mAP, which is the MRR with one
+// relevant sentence). The protocol is the experiments' (src/experiment/evaluate.ts), so a number
+// here equals the same model's number in an experiment report. Writes result.json (every metric per
+// language, the macro averages, optional language groups, per-query values, data hashes, seed,
+// xlir version) and report.md.
+import { join } from 'node:path';
+import type { Encoder } from '../encoder.ts';
+import { native } from '../native.ts';
+import { canonicalLanguage } from '../data/languages.ts';
+import { evaluateAll, outcomeMetrics, SUMMARY_METRICS, type EvalOutcome, type PerQueryColumns } from '../experiment/evaluate.ts';
+import type { BitextEvalSet, MonoEvalSet } from '../experiment/data.ts';
+import { cell, code, DASH, table } from '../report/markdown.ts';
+import { writeFileAtomic } from '../report/write.ts';
+
+export interface SetEvalOptions {
+  maxQueryLength: number;
+  maxPassageLength: number;
+  queryPrefix: string;
+  passagePrefix: string;
+  batchSize: number;
+  seed: number;
+  modelPath: string;
+  /** Named language groups (e.g. zero-shot, low-resource), averaged beside the whole set. */
+  groups?: Record<string, string[]>;
+  log: (s: string) => void;
+}
+
+export interface SetResult {
+  kind: 'xlir-set-eval';
+  bench: 'tydiqa' | 'tatoeba';
+  protocol: string;
+  xlir: string;
+  created: string;
+  seed: number;
+  model: { path: string };
+  data: { dir: string; sha256: Record<string, string> };
+  /** What shaped the inputs: prefixes, lengths, batch size (Tatoeba: one prefix and length for both sides). */
+  options: Record<string, string | number>;
+  languages: string[];
+  /** Tatoeba: the pair's own code of each language (sw: swh), where it differs. */
+  codes?: Record<string, string>;
+  /** Macro averages over the languages (and over each group's languages). */
+  summary: Record<string, number>;
+  groups: Record<string, { languages: string[]; metrics: Record<string, number> }>;
+  perLanguage: Record<string, Record<string, number>>;
+  perQuery: PerQueryColumns;
+  ms: number;
+}
+
+const PROTOCOL = {
+  tydiqa: 'TyDi QA GoldP dev, monolingual: each question against the distinct gold passages of its language; mAP over the full pool (as sklearn), R@1, R@10 (pessimistic ranks for ties)',
+  tatoeba: 'Tatoeba, xxx -> eng: each sentence against every English sentence of its pair; acc@1 (pessimistic ranks for ties) and mAP (one relevant sentence: MRR)',
+};
+
+export async function evaluateSet(enc: Encoder, set: MonoEvalSet | BitextEvalSet, o: SetEvalOptions): Promise<SetResult> {
+  const t0 = performance.now();
+  const bench = set.kind === 'mono' ? 'tydiqa' : 'tatoeba';
+  const [e]: EvalOutcome[] = await evaluateAll(enc, [set], { ...o, modelName: o.modelPath });
+  const groups: SetResult['groups'] = {};
+  // Only the groups asked for: unlike a LAReQA set, these sets hold many languages that training
+  // never saw without being held out, so "not zero-shot" would not mean "seen".
+  for (const [name, langs] of Object.entries(o.groups ?? {})) {
+    const want = langs.map(canonicalLanguage);
+    const present = e.languages.filter((l) => want.includes(l));
+    if (!present.length) throw new Error(`group ${name}: none of ${langs.join(' ')} is among the evaluated languages (${e.languages.join(' ')})`);
+    groups[name] = { languages: present, metrics: outcomeMetrics(e, present) };
+  }
+  const { queryPrefix, passagePrefix, maxQueryLength, maxPassageLength, batchSize } = o;
+  return {
+    kind: 'xlir-set-eval', bench, protocol: PROTOCOL[bench], xlir: native().info().version, created: new Date().toISOString(),
+    seed: o.seed, model: { path: o.modelPath }, data: { dir: set.dir, sha256: set.files },
+    options: bench === 'tatoeba' ? { prefix: queryPrefix, maxLength: maxQueryLength, batchSize } : { queryPrefix, passagePrefix, maxQueryLength, maxPassageLength, batchSize },
+    languages: e.languages, codes: set.kind === 'bitext' ? Object.fromEntries(set.pairs.filter((p) => p.code !== p.lang).map((p) => [p.lang, p.code])) : undefined,
+    summary: outcomeMetrics(e), groups, perLanguage: e.perLanguage!, perQuery: e.perQuery, ms: performance.now() - t0,
+  };
+}
+
+const f3 = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x.toFixed(3) : DASH);
+
+export function setMarkdown(r: SetResult): string {
+  const metrics = SUMMARY_METRICS[r.bench === 'tydiqa' ? 'mono' : 'bitext'].map((m) => m.name);
+  const counts = r.bench === 'tydiqa' ? ['queries', 'candidates'] : ['pairs'];
+  const parts = [`# ${r.bench === 'tydiqa' ? 'TyDi QA GoldP' : 'Tatoeba'}: ${cell(r.model.path)}`, r.protocol];
+  parts.push(table(['run', ''], [
+    ['model', code(r.model.path)], ['data', code(r.data.dir)], ['languages', `${r.languages.length}: ${r.languages.join(' ')}`],
+    ['options', Object.entries(r.options).map(([k, v]) => `${k} ${code(String(v))}`).join(', ')],
+    ['seed', String(r.seed)], ['xlir', `${cell(r.xlir)}, ${cell(r.created)}`], ['time', `${(r.ms / 1000).toFixed(1)} s`],
+  ]));
+  const groupRows = Object.entries(r.groups).map(([g, x]) => [`**${cell(g)}** (${x.languages.join(' ')})`, ...metrics.map((m) => f3(x.metrics[m])), ...counts.map(() => '')]);
+  parts.push('## Summary', 'Macro averages over languages.', table(['', ...metrics, ...counts],
+    [[`**all** (${r.languages.length})`, ...metrics.map((m) => f3(r.summary[m])), ...counts.map(() => '')], ...groupRows], ['l', ...metrics.map(() => 'r' as const), ...counts.map(() => 'r' as const)]));
+  const name = (l: string) => (r.codes?.[l] ? `${l} (${r.codes[l]})` : l);
+  const rows = r.languages.map((l) => [name(l), ...metrics.map((m) => f3(r.perLanguage[l][m])), ...counts.map((c) => String(r.perLanguage[l][c]))]);
+  parts.push('## Per language', table(['language', ...metrics, ...counts], rows, ['l', ...metrics.map(() => 'r' as const), ...counts.map(() => 'r' as const)]));
+  return parts.join('\n\n') + '\n';
+}
+
+export async function writeSetResult(r: SetResult, out: string): Promise<{ json: string; markdown: string }> {
+  const json = join(out, 'result.json'), markdown = join(out, 'report.md');
+  await writeFileAtomic(json, JSON.stringify(r) + '\n');
+  await writeFileAtomic(markdown, setMarkdown(r));
+  return { json, markdown };
+}
