@@ -1,7 +1,7 @@
 // `xlir eval` and `xlir compare`: evaluate a model on a LAReQA set (XQuAD-R, MLQA-R), TyDi QA GoldP,
 // Tatoeba or a TREC/BEIR-style collection (MIRACL), and put several result files side by side. The protocol is
 // in src/eval/, the report in src/report/; this module maps flags onto them.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { Encoder } from './encoder.ts';
@@ -9,7 +9,7 @@ import { native } from './native.ts';
 import { evaluateLareqa } from './eval/lareqa-eval.ts';
 import { evaluateTrec } from './eval/trec-eval-command.ts';
 import { writeReport } from './report/write.ts';
-import { evaluateSet, writeSetResult } from './eval/set-eval.ts';
+import { compareSetResults, evaluateSet, writeSetResult, type SetResult } from './eval/set-eval.ts';
 import { tatoebaCodes, tatoebaEvalSet, tydiqaEvalSet, tydiqaLanguages } from './experiment/data.ts';
 import { compareResults, readResult } from './report/compare.ts';
 import { writeFileAtomic } from './report/write.ts';
@@ -103,12 +103,27 @@ export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => pro
 
 export async function runCompare(files: string[], out: string | undefined): Promise<string> {
   if (files.length < 2) throw new Error('xlir compare needs at least two result.json files (or folders holding one)');
-  const results = [];
-  for (const f of files) {
-    const path = /\.json$/.test(f) ? f : join(f, 'result.json');
-    results.push({ label: basename(resolve(path, '..')), result: await readResult(path) });
+  const paths = files.map((f) => (/\.json$/.test(f) ? f : join(f, 'result.json')));
+  const label = (path: string) => basename(resolve(path, '..'));
+  // TyDi QA / Tatoeba results (src/eval/set-eval.ts) have their own comparison; LAReQA's reader
+  // checks the rest and names what is wrong.
+  const kinds = paths.map((p) => {
+    try {
+      return (JSON.parse(readFileSync(p, 'utf8')) as { kind?: unknown }).kind;
+    } catch {
+      return undefined;
+    }
+  });
+  let md: string;
+  if (kinds.every((k) => k === 'xlir-set-eval')) {
+    md = compareSetResults(paths.map((p) => ({ label: label(p), r: JSON.parse(readFileSync(p, 'utf8')) as SetResult })));
+  } else {
+    const i = kinds.findIndex((k) => k === 'xlir-set-eval');
+    if (i >= 0) throw new Error(`${paths[i]} is a ${(JSON.parse(readFileSync(paths[i], 'utf8')) as SetResult).bench} result: compare it with results of the same bench`);
+    const results = [];
+    for (const p of paths) results.push({ label: label(p), result: await readResult(p) });
+    md = compareResults(results);
   }
-  const md = compareResults(results);
   if (out) await writeFileAtomic(out, md + '\n');
   return md;
 }

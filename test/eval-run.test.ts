@@ -177,6 +177,13 @@ test('xlir eval --bench tatoeba: acc@1 and mAP against brute force; groups; bad 
   assert.deepEqual(res.groups['low-resource'], { languages: ['bbb'], metrics: { 'acc@1': 0, mAP: res.perLanguage.bbb.mAP } });
   assert.equal(res.perQuery.values.AP.length, 24);
   assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /\| bbb \| 0\.000 \| 0\.\d{3} \| 12 \|/);
+  // xlir compare of two Tatoeba results: the shared language, the groups both have, the differences.
+  await evalCli(model, join(dir, 'only-a'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'aaa']);
+  const { runCompare } = await import('../src/eval-command.ts');
+  const md = await runCompare([join(dir, 'ev'), join(dir, 'only-a', 'result.json')], undefined);
+  assert.match(md, /\| acc@1, 1 languages \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
+  assert.match(md, /different languages; the averages are over the 1 they share/);
+  assert.match(md, /Per language: acc@1\n\n\| language \| ev \| only-a \| Δ only-a \|\n\| --- \| ---: \| ---: \| ---: \|\n\| aaa \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
   writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.eng'), 'x\n');
   writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.ccc'), 'y\nz\n');
   await assert.rejects(evalCli(model, join(dir, 'ev2'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'ccc']),

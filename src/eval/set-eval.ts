@@ -11,7 +11,7 @@ import { native } from '../native.ts';
 import { canonicalLanguage } from '../data/languages.ts';
 import { evaluateAll, outcomeMetrics, SUMMARY_METRICS, type EvalOutcome, type PerQueryColumns } from '../experiment/evaluate.ts';
 import type { BitextEvalSet, MonoEvalSet } from '../experiment/data.ts';
-import { cell, code, DASH, table } from '../report/markdown.ts';
+import { cell, code, DASH, plural, table } from '../report/markdown.ts';
 import { writeFileAtomic } from '../report/write.ts';
 
 export interface SetEvalOptions {
@@ -102,4 +102,50 @@ export async function writeSetResult(r: SetResult, out: string): Promise<{ json:
   await writeFileAtomic(json, JSON.stringify(r) + '\n');
   await writeFileAtomic(markdown, setMarkdown(r));
   return { json, markdown };
+}
+
+/**
+ * `xlir compare` of TyDi QA or Tatoeba results: the macro averages over the languages every run has
+ * (recomputed from the per-language values when the runs' language sets differ), each group every
+ * run has, and a per-language table of the first metric; Δ = run − the first run.
+ */
+export function compareSetResults(runs: { label: string; r: SetResult }[]): string {
+  const first = runs[0];
+  const labels = runs.map((x) => x.label), dup = labels.find((l, i) => labels.indexOf(l) !== i);
+  if (dup !== undefined) throw new Error(`two runs are labelled "${dup}" (the folder holding each result.json): copy one elsewhere`);
+  const other = runs.find((x) => x.r.bench !== first.r.bench);
+  if (other) throw new Error(`cannot compare runs of different benches: "${first.label}" is ${first.r.bench}, "${other.label}" ${other.r.bench}`);
+  const common = first.r.languages.filter((l) => runs.every((x) => x.r.languages.includes(l)));
+  if (!common.length) throw new Error(`the runs have no language in common (${runs.map((x) => `"${x.label}": ${x.r.languages.join(' ')}`).join('; ')})`);
+  const metrics = SUMMARY_METRICS[first.r.bench === 'tydiqa' ? 'mono' : 'bitext'].map((m) => m.name);
+  const mean = (r: SetResult, langs: string[], m: string) => langs.reduce((s, l) => s + r.perLanguage[l][m], 0) / langs.length;
+  const header = ['', cell(first.label), ...runs.slice(1).flatMap((x) => [cell(x.label), `Δ ${cell(x.label)}`])];
+  const line = (name: string, get: (r: SetResult) => number) => {
+    const base = get(first.r);
+    return [name, f3(base), ...runs.slice(1).flatMap((x) => [f3(get(x.r)), signed(get(x.r) - base)])];
+  };
+  const rows: string[][] = [];
+  for (const m of metrics) rows.push(line(`${m}, ${plural(common.length, 'language', 'languages')}`, (r) => mean(r, common, m)));
+  for (const g of Object.keys(first.r.groups).filter((g) => runs.every((x) => x.r.groups[g])))
+    for (const m of metrics) rows.push(line(`${m}, ${cell(g)}`, (r) => r.groups[g].metrics[m]));
+  const notes: string[] = [];
+  if (common.length < first.r.languages.length || runs.some((x) => x.r.languages.length !== common.length))
+    notes.push(`> Note: the runs evaluate different languages; the averages are over the ${common.length} they share.`);
+  for (const x of runs.slice(1)) {
+    const differ = common.filter((l) => first.r.data.sha256[l] !== x.r.data.sha256[l]);
+    if (differ.length) notes.push(`> Note: "${cell(x.label)}" was evaluated on other data files for ${differ.join(' ')} (sha256 differ).`);
+  }
+  const m0 = metrics[0];
+  const per = common.map((l) => line(l, (r) => r.perLanguage[l][m0]));
+  return [
+    `Comparison on ${first.r.bench}; Δ = run − "${cell(first.label)}".`, table(header, rows, ['l', ...header.slice(1).map(() => 'r' as const)]), ...notes,
+    table(['run', 'model', 'seed', 'xlir', 'created'], runs.map((x) => [cell(x.label), code(x.r.model.path), String(x.r.seed), cell(x.r.xlir), cell(x.r.created)])),
+    `Per language: ${m0}`, table(['language', ...header.slice(1)], per, ['l', ...header.slice(1).map(() => 'r' as const)]),
+  ].join('\n\n') + '\n';
+}
+
+function signed(d: number): string {
+  if (!Number.isFinite(d)) return DASH;
+  const s = Math.abs(d).toFixed(3);
+  return Number(s) === 0 ? `±${s}` : `${d > 0 ? '+' : '-'}${s}`;
 }
