@@ -181,7 +181,7 @@ test('xlir eval --bench tatoeba: acc@1 and mAP against brute force; groups; bad 
   await evalCli(model, join(dir, 'only-a'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'aaa']);
   const { runCompare } = await import('../src/eval-command.ts');
   const md = await runCompare([join(dir, 'ev'), join(dir, 'only-a', 'result.json')], undefined);
-  assert.match(md, /\| acc@1, 1 languages \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
+  assert.match(md, /\| acc@1, 1 language \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
   assert.match(md, /different languages; the averages are over the 1 they share/);
   assert.match(md, /Per language: acc@1\n\n\| language \| ev \| only-a \| Δ only-a \|\n\| --- \| ---: \| ---: \| ---: \|\n\| aaa \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
   writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.eng'), 'x\n');
