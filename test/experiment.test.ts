@@ -112,6 +112,16 @@ test('experiment config: defaults, env expansion, errors naming the field, cell 
   assert.ok('lareqa' in z.data && z.data.lareqa.testFraction === 0.5 && z.data.lareqa.splitSeed === 0);
   assert.ok(z.eval.lareqa && z.eval.tydiqa && z.eval.tatoeba);
   if (!existsSync(SHARED)) console.log(`# note: ${SHARED} is missing; xquad-r-zero-shot.yaml was only parsed, not run (it is not run here anyway)`);
+
+  // `languages: all`: every TyDi QA dev file / Tatoeba pair in the folder; none there is an error naming it.
+  const data = join(SHARED, 'data');
+  if (existsSync(join(data, 'tatoeba-laser'))) {
+    const all = checkExperimentConfig({ ...base, eval: { tatoeba: { dir: join(data, 'tatoeba-laser'), languages: 'all' }, tydiqa: { dir: join(data, 'tydiqa-goldp'), languages: 'all' } } });
+    assert.equal(all.eval.tatoeba!.languages.length, 112);
+    assert.ok(all.eval.tatoeba!.languages.includes('swh') && !all.eval.tatoeba!.languages.includes('eng'));
+    assert.deepEqual(all.eval.tydiqa!.languages, ['ar', 'bn', 'en', 'fi', 'id', 'ko', 'ru', 'sw', 'te']);
+  }
+  assert.throws(() => checkExperimentConfig({ ...base, eval: { tatoeba: { dir: '/nonexistent', languages: 'all' } } }), /eval\.tatoeba\.languages: no tatoeba\.xxx-eng\.\* pairs in \/nonexistent/);
 });
 
 test('corpus vocabulary: special tokens, characters as word starts and ## pieces, words by frequency', () => {

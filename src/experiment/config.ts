@@ -23,8 +23,8 @@
 //   eval:
 //     lareqa: { languages?, maxPassageLength? }   # test side of data.lareqa's split (or its own dir)
 //     demo: {}                                    # the held-out groups of data.demo
-//     tydiqa: { dir, languages: [sw, te, bn] }    # TyDi QA GoldP dev, monolingual
-//     tatoeba: { dir, languages: [swh, tel] }     # bitext retrieval xxx -> eng
+//     tydiqa: { dir, languages: [sw, te, bn] }    # TyDi QA GoldP dev, monolingual (or languages: all)
+//     tatoeba: { dir, languages: [swh, tel] }     # bitext retrieval xxx -> eng (or languages: all, 112)
 //   reference: true                    # evaluate the untrained base model once
 //   significance: { resamples: 10000, seed: 0, pairs?: [[hybrid, x-y]] }
 import { existsSync } from 'node:fs';
@@ -33,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { readStructuredFile } from '../config-file.ts';
 import { SCRATCH_SIZES } from '../train-config.ts';
 import { canonicalLanguage, isKnownLanguage } from '../data/languages.ts';
+import { tatoebaCodes, tydiqaLanguages } from './data.ts';
 
 /** The repository's data/demo/items.jsonl (the demo set that ships with xlir). */
 export const DEMO_ITEMS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'data', 'demo', 'items.jsonl');
@@ -290,17 +291,19 @@ export function checkExperimentConfig(
   if (e.tydiqa !== undefined) {
     const l = sub('tydiqa');
     only(l, ['dir', 'languages', 'maxQueryLength', 'maxPassageLength'], 'eval.tydiqa');
+    const dir = path(l.dir, 'eval.tydiqa.dir');
     ev.tydiqa = {
-      dir: path(l.dir, 'eval.tydiqa.dir'), languages: langs(l.languages, 'eval.tydiqa.languages'),
+      dir, languages: l.languages === 'all' ? tydiqaLanguages(dir) : langs(l.languages, 'eval.tydiqa.languages'),
       maxQueryLength: optLen(l, 'maxQueryLength', 'eval.tydiqa'), maxPassageLength: optLen(l, 'maxPassageLength', 'eval.tydiqa'),
     };
-    if (!ev.tydiqa.languages.length) fail('eval.tydiqa.languages', 'no language');
+    if (!ev.tydiqa.languages.length) fail('eval.tydiqa.languages', l.languages === 'all' ? `no <language>_tydiqa_dev.json in ${dir}` : 'no language');
   }
   if (e.tatoeba !== undefined) {
     const l = sub('tatoeba');
     only(l, ['dir', 'languages', 'maxLength'], 'eval.tatoeba');
-    ev.tatoeba = { dir: path(l.dir, 'eval.tatoeba.dir'), languages: langs(l.languages, 'eval.tatoeba.languages'), maxLength: optLen(l, 'maxLength', 'eval.tatoeba') };
-    if (!ev.tatoeba.languages.length) fail('eval.tatoeba.languages', 'no language');
+    const dir = path(l.dir, 'eval.tatoeba.dir');
+    ev.tatoeba = { dir, languages: l.languages === 'all' ? tatoebaCodes(dir) : langs(l.languages, 'eval.tatoeba.languages'), maxLength: optLen(l, 'maxLength', 'eval.tatoeba') };
+    if (!ev.tatoeba.languages.length) fail('eval.tatoeba.languages', l.languages === 'all' ? `no tatoeba.xxx-eng.* pairs in ${dir}` : 'no language');
     if (ev.tatoeba.languages.includes('eng')) fail('eval.tatoeba.languages', "'eng' is the target side of every pair; name the other language");
   }
   if (!Object.keys(ev).length) fail('eval', 'no evaluation set');

@@ -143,6 +143,7 @@ export function tatoebaEvalSet(dir: string, codes: string[]): BitextEvalSet {
 
 /** The codes of the Tatoeba pairs in `dir`, sorted. */
 export function tatoebaCodes(dir: string): string[] {
+  if (!existsSync(dir)) return [];
   return readdirSync(dir).map((f) => /^tatoeba\.([a-z]{3})-eng\.\1$/.exec(f)?.[1]).filter((c): c is string => !!c && c !== 'eng').sort();
 }
 
