@@ -11,20 +11,13 @@ import { native } from '../native.ts';
 import { canonicalLanguage } from '../data/languages.ts';
 import { evaluateAll, outcomeMetrics, SUMMARY_METRICS, type EvalOutcome, type PerQueryColumns } from '../experiment/evaluate.ts';
 import type { BitextEvalSet, MonoEvalSet } from '../experiment/data.ts';
+import type { EncodeRunOptions } from './lareqa-eval.ts';
 import { cell, code, DASH, plural, table } from '../report/markdown.ts';
 import { writeFileAtomic } from '../report/write.ts';
 
-export interface SetEvalOptions {
-  maxQueryLength: number;
-  maxPassageLength: number;
-  queryPrefix: string;
-  passagePrefix: string;
-  batchSize: number;
-  seed: number;
-  modelPath: string;
+export interface SetEvalOptions extends EncodeRunOptions {
   /** Named language groups (e.g. zero-shot, low-resource), averaged beside the whole set. */
   groups?: Record<string, string[]>;
-  log: (s: string) => void;
 }
 
 export interface SetResult {
@@ -57,7 +50,7 @@ const PROTOCOL = {
 export async function evaluateSet(enc: Encoder, set: MonoEvalSet | BitextEvalSet, o: SetEvalOptions): Promise<SetResult> {
   const t0 = performance.now();
   const bench = set.kind === 'mono' ? 'tydiqa' : 'tatoeba';
-  const [e]: EvalOutcome[] = await evaluateAll(enc, [set], { ...o, modelName: o.modelPath });
+  const [e]: EvalOutcome[] = await evaluateAll(enc, [set], { ...o, modelName: o.modelPath, log: o.log ?? (() => {}) });
   const groups: SetResult['groups'] = {};
   // Only the groups asked for: unlike a LAReQA set, these sets hold many languages that training
   // never saw without being held out, so "not zero-shot" would not mean "seen".
