@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { checkExperimentConfig, expandCells, expandEnv, readExperimentConfig, selectCells, ConfigError } from '../src/experiment/config.ts';
 import { pairedBootstrap, spread } from '../src/experiment/stats.ts';
 import { corpusVocab } from '../src/experiment/vocab.ts';
+import { tatoebaEvalSet } from '../src/experiment/data.ts';
 import { languageGroups, runExperiment } from '../src/experiment/runner.ts';
 import type { ExperimentSummary } from '../src/experiment/report.ts';
 import { mulberry32 } from '../src/rng.ts';
@@ -120,6 +121,9 @@ test('experiment config: defaults, env expansion, errors naming the field, cell 
     assert.equal(all.eval.tatoeba!.languages.length, 112);
     assert.ok(all.eval.tatoeba!.languages.includes('swh') && !all.eval.tatoeba!.languages.includes('eng'));
     assert.deepEqual(all.eval.tydiqa!.languages, ['ar', 'bn', 'en', 'fi', 'id', 'ko', 'ru', 'sw', 'te']);
+    // A language named by another code finds the folder's pair: sw -> swh, el -> ell.
+    assert.deepEqual(tatoebaEvalSet(join(data, 'tatoeba-laser'), ['sw', 'el']).pairs.map((p) => [p.code, p.lang]), [['swh', 'sw'], ['ell', 'el']]);
+    assert.throws(() => tatoebaEvalSet(join(data, 'tatoeba-laser'), ['yo']), /Tatoeba: no pair for yo in .* \(it has 112: afr amh/);
   }
   assert.throws(() => checkExperimentConfig({ ...base, eval: { tatoeba: { dir: '/nonexistent', languages: 'all' } } }), /eval\.tatoeba\.languages: no tatoeba\.xxx-eng\.\* pairs in \/nonexistent/);
 });

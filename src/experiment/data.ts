@@ -128,8 +128,13 @@ export function tydiqaLanguages(dir: string): string[] {
 /** Tatoeba pairs in `dir` (`tatoeba.<code>-eng.<code>` / `.eng`), by their 3-letter codes. */
 export function tatoebaEvalSet(dir: string, codes: string[]): BitextEvalSet {
   const files: Record<string, string> = {};
-  const pairs = codes.map((code) => {
+  // A code the folder does not have by that name is looked up by language: sw finds swh, el ell.
+  const present = tatoebaCodes(dir);
+  const resolveCode = (c: string) => present.includes(c) ? c : present.find((p) => canonicalLanguage(p) === canonicalLanguage(c)) ?? c;
+  const pairs = codes.map(resolveCode).map((code) => {
     const [a, b] = tatoebaPairFiles(dir, code);
+    if (!present.includes(code))
+      throw new Error(`Tatoeba: no pair for ${code} in ${dir} (${present.length ? `it has ${present.length}: ${present.slice(0, 12).join(' ')}${present.length > 12 ? ' ...' : ''}` : 'no tatoeba.xxx-eng.xxx file there'})`);
     for (const f of [a, b]) if (!existsSync(f)) throw new Error(`Tatoeba: ${f} not found`);
     const src = readLines(a), eng = readLines(b);
     if (src.length !== eng.length) throw new Error(`Tatoeba: ${a} has ${src.length} lines but ${b} has ${eng.length} (line i of one translates line i of the other)`);
