@@ -9,7 +9,7 @@ import {
 import { dirname, join, resolve } from 'node:path';
 import type { Arch, NativeModel, NativeModelConfig, Pooling } from './native.ts';
 import { SafetensorsFile, fsyncDir, writeSafetensors, type TensorToWrite } from './safetensors.ts';
-import { replaceDir, tmpDirFor } from './atomic-dir.ts';
+import { recoverDir, replaceDir, tmpDirFor } from './atomic-dir.ts';
 
 const fmtShape = (s: readonly number[]) => `[${s.join(', ')}]`;
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
@@ -433,6 +433,8 @@ export interface ReadOptions {
  */
 export function readModelFolder(dirIn: string, opts: ReadOptions = {}): ModelFolder {
   const dir = resolve(dirIn);
+  // A process killed while replacing this folder (saveModelFolder) left the previous one aside.
+  if (!existsSync(dir)) for (const line of recoverDir(dir)) process.stderr.write(`${line}\n`);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir}: not a directory`);
   const modules = existsSync(join(dir, 'modules.json')) ? parseModulesJson(dir) : undefined;
   const tdir = modules ? modules[0].dir : dir;

@@ -1,7 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NativeModel, NativeModelConfig, ParameterInfo } from '../src/native.ts';
@@ -442,6 +442,13 @@ test('saveModelFolder: BF16 weights, tokenizer files, atomic replacement, refusa
   assert.throws(() => saveModelFolder(failing.asNative(), cfg, dir), /simulated failure/);
   assert.deepEqual(readFileSync(join(dir, 'model.safetensors')), snapshot);
   assert.deepEqual(readdirSync(root).sort(), ['out', 'tok'], 'no temporary or set-aside folders');
+
+  // A process killed between the two renames of a replacement left the folder aside: reading puts it back.
+  renameSync(dir, `${dir}.old-999999999`);
+  const restored = readModelFolder(dir);
+  assert.deepEqual(bitsOf(restored.tensors.get('pooler.dense.bias')), bitsOf(model2.values.get('pooler.dense.bias')!));
+  restored.tensors.close();
+  assert.deepEqual(readdirSync(root).sort(), ['out', 'tok']);
 
   // Inconsistent inputs are refused before anything is written.
   assert.throws(() => saveModelFolder(model.asNative(), { ...cfg, numLayers: 3 }, join(root, 'x')), /model has 2 encoder layers but config\.numLayers is 3/);
