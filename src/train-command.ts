@@ -22,7 +22,7 @@ import { assembleBatch, runKey, trainLoop, type LoopResult, type TokenizedData }
 import { readTrainingData, type BitextRecord, type ReadReport, type TrainingRecord } from './data/format.ts';
 import { BatchSampler, type SamplerOptions } from './sampler.ts';
 import { buildWordPieceTokenizerJson, TextTokenizer } from './tokenizer.ts';
-import { SCRATCH_SIZES, definingConfig, type TrainConfig } from './train-config.ts';
+import { SCRATCH_SIZES, definingConfigs, type TrainConfig } from './train-config.ts';
 
 export interface TrainSummary {
   out: string;
@@ -201,7 +201,9 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
     const trainer = new ContrastiveTrainer(enc, { ...adam, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm, sparseEmbeddings: c.sparseEmbeddings },
       { scale: 1 / c.temperature, symmetric: c.symmetric, alignmentWeight: c.alignmentWeight, learnedScale }, c.subBatchSize);
     // Everything that defines the run's numbers; a checkpoint of another run is refused on resume.
-    const key = runKey({ defining: definingConfig(c), steps, train: [trainData.queries.key, trainData.passages.key], val: valData && [valData.queries.key, valData.passages.key] });
+    const [key, ...earlierKeys] = definingConfigs(c).map((defining) => runKey({
+      defining, steps, train: [trainData.queries.key, trainData.passages.key], val: valData && [valData.queries.key, valData.passages.key],
+    }));
     const run = { xlir: version, seed: c.seed, runKey: key, steps, warmupSteps, config: c, started: new Date().toISOString() };
     writeJsonAtomic(join(c.out, 'run.json'), run);
     log(`training: ${steps} steps of ${c.batchSize} (${c.batching}${c.batching === 'hybrid' ? `, alpha ${c.alpha}` : ''}), ` +
@@ -213,7 +215,7 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
 
     const result = await trainLoop(trainer, sampler, trainData, validation, {
       outDir: c.out, steps, warmupSteps, lr: c.lr, seed: c.seed, hardNegatives: c.hardNegatives, alignmentTexts: c.alignmentTexts, evalEvery: validation.length ? c.evalEvery : 0,
-      patience: c.patience, checkpointEvery: c.checkpointEvery, runKey: key, log,
+      patience: c.patience, checkpointEvery: c.checkpointEvery, runKey: key, earlierRunKeys: earlierKeys, log,
     }, (state) => (sampler = BatchSampler.restore(trainItems, samplerOptions(c, c.seed), state)));
 
     const modelDir = join(c.out, 'model');

@@ -207,24 +207,36 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
     maxPassageLength: a['max-passage-length'], queryPrefix: a['query-prefix'], passagePrefix: a['passage-prefix'],
     evalEvery: a['eval-every'], patience: a.patience, checkpointEvery: a['checkpoint-every'], precision: a.precision,
     device: a.device, activationRecompute: a['activation-recompute'], threads: a.threads, seed: a.seed, cacheDir: a['cache-dir'],
-    // Last, so that definingConfig() of a run that does not learn it is what it was before the option existed.
+    // Last: options added after runs existed (definingConfigs).
     learnTemperature: a['learn-temperature'], temperatureLr: a['temperature-lr'] ?? a.lr, alignmentTexts: a['alignment-texts'],
   };
 }
 
 /**
  * What defines a run's numbers: the configuration without where and how it runs (output folder,
- * threads, cache, device, recompute). Hashed into the run key that a resumed checkpoint must match
- * and into an experiment cell's key. Options added after runs existed count only when they differ
- * from their defaults (the temperature's rate only when it is learned), so a run that does not use
- * them keeps the key it had before they existed.
+ * threads, cache, device, recompute), hashed into the run key that a resumed checkpoint must match
+ * and into an experiment cell's key. The first entry is the key written now; the others are the
+ * same run as earlier xlir versions wrote it, which are accepted too, so an upgrade does not throw
+ * away a half-trained run or a finished experiment cell.
+ *
+ * Options added after runs existed count only when they differ from their defaults (the
+ * temperature's rate only when it is learned), so a run that does not use them has the key it had
+ * before they existed. --sparse-embeddings did not follow that rule when it was added: the runs of
+ * the versions since then (before --learn-temperature and --alignment-texts) have it in their key
+ * at its place among the options, which is the second form.
  */
-export function definingConfig(c: TrainConfig): Record<string, unknown> {
-  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, learnTemperature, temperatureLr, alignmentTexts, ...rest } = c;
-  return {
-    ...rest, ...(learnTemperature ? { learnTemperature, temperatureLr } : {}),
+export function definingConfigs(c: TrainConfig): Record<string, unknown>[] {
+  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, learnTemperature, temperatureLr, alignmentTexts, ...withSparse } = c;
+  const { sparseEmbeddings, ...rest } = withSparse;
+  const now = {
+    ...rest, ...(sparseEmbeddings ? { sparseEmbeddings } : {}), ...(learnTemperature ? { learnTemperature, temperatureLr } : {}),
     ...(alignmentTexts !== 'queries' ? { alignmentTexts } : {}),
   };
+  return learnTemperature || alignmentTexts !== 'queries' ? [now] : [now, withSparse];
+}
+
+export function definingConfig(c: TrainConfig): Record<string, unknown> {
+  return definingConfigs(c)[0];
 }
 
 /** Parses `xlir train` arguments (without the command name) into a TrainConfig; for tests and scripts. */

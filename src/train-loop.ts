@@ -48,6 +48,8 @@ export interface LoopOptions {
   checkpointEvery: number;      // steps
   /** Fingerprint of everything that defines the run; a checkpoint of another run is refused. */
   runKey: string;
+  /** The same run's key as earlier xlir versions wrote it (train-config.ts definingConfigs): accepted too. */
+  earlierRunKeys?: string[];
   log?: (line: string) => void;
   /** Test hook: stop (as if interrupted) after this many steps, writing a checkpoint. */
   stopAfter?: number;
@@ -130,11 +132,11 @@ export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state:
 }
 
 /** Restores model weights, optimizer and loop state from dir/checkpoint; null when there is none. */
-export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: string): LoopState | null {
+export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: string, earlierKeys: string[] = []): LoopState | null {
   const c = join(dir, CKPT);
   if (!existsSync(join(c, 'state.json'))) return null;
   const st = JSON.parse(readFileSync(join(c, 'state.json'), 'utf8')) as LoopState & { runKey: string; learnedScale?: LearnedScaleState };
-  if (st.runKey !== key)
+  if (st.runKey !== key && !earlierKeys.includes(st.runKey))
     throw new Error(`${c} belongs to a run with other settings (run key ${st.runKey}, this run ${key}): ` +
       'use another --out folder, or --overwrite to start afresh');
   loadWeights(trainer.encoder.model, join(c, 'model'));
@@ -187,7 +189,7 @@ export async function trainLoop(
   // A run killed while replacing its checkpoint or best model left the previous version aside.
   for (const d of [CKPT, 'best']) for (const line of recoverDir(join(o.outDir, d))) log(line);
   let state: LoopState = { step: 0, sampler: sampler.getState(), bestLoss: null, bestStep: -1, badEvals: 0, stopped: null };
-  const resumed = readCheckpoint(o.outDir, trainer, o.runKey);
+  const resumed = readCheckpoint(o.outDir, trainer, o.runKey, o.earlierRunKeys);
   if (resumed) {
     state = resumed;
     sampler = restoreSampler(state.sampler);

@@ -98,6 +98,10 @@ test('an interrupted run resumes exactly where it stopped', async () => {
 
   const other = setup(b, { runKey: 'k2' });
   await assert.rejects(other.run(), /belongs to a run with other settings/);
+  // The same run's key as an earlier xlir version wrote it is accepted (train-config.ts definingConfigs).
+  const upgraded = setup(b, { runKey: 'k3', earlierRunKeys: ['k1'] });
+  assert.equal((await upgraded.run()).state.stopped, 'done');
+  upgraded.enc.dispose();
   for (const x of [full, second, other]) x.enc.dispose();
 });
 

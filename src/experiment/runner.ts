@@ -24,7 +24,7 @@ import { Encoder } from '../encoder.ts';
 import { native, type NativeModelConfig } from '../native.ts';
 import { Progress } from '../progress.ts';
 import { writeFileAtomic } from '../report/write.ts';
-import { SCRATCH_SIZES, definingConfig, parseTrainArgs, type TrainConfig } from '../train-config.ts';
+import { SCRATCH_SIZES, definingConfigs, parseTrainArgs, type TrainConfig } from '../train-config.ts';
 import { runTrain } from '../train-command.ts';
 import { TextTokenizer } from '../tokenizer.ts';
 import { canonicalLanguage } from '../data/languages.ts';
@@ -126,10 +126,16 @@ export async function cellTrainConfig(c: ExperimentConfig, data: PreparedData, c
   }
 }
 
-/** What defines a trained model (run folder, threads, cache, device left out) plus the data behind it. */
-function trainKey(t: TrainConfig, data: PreparedData): string {
-  const { data: _f, tokenizer: _k, ...defining } = definingConfig(t);
-  return sha256(JSON.stringify({ defining, train: data.trainHash, tokenizer: data.tokenizerHash ?? null }));
+/**
+ * What defines a trained model (run folder, threads, cache, device left out) plus the data behind
+ * it: the key written now first, then the same cell's key as earlier xlir versions wrote it
+ * (train-config.ts definingConfigs), so that their finished cells are still recognised.
+ */
+function trainKeys(t: TrainConfig, data: PreparedData): string[] {
+  return definingConfigs(t).map((d) => {
+    const { data: _f, tokenizer: _k, ...defining } = d;
+    return sha256(JSON.stringify({ defining, train: data.trainHash, tokenizer: data.tokenizerHash ?? null }));
+  });
 }
 
 function evalKey(t: TrainConfig, data: PreparedData, c: ExperimentConfig, groups: Record<string, Record<string, string[]>>): string {
@@ -220,10 +226,10 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
     if (o.reportOnly) break;
     const dir = join(out, 'cells', cell.id);
     const t = await cellTrainConfig(c, data, cell, dir);
-    const tk = trainKey(t, data);
-    const hash = sha256(JSON.stringify({ train: tk, eval: evalKey(t, data, c, groups) }));
+    const tks = trainKeys(t, data), ek = evalKey(t, data, c, groups);
+    const tk = tks[0], hashes = tks.map((k) => sha256(JSON.stringify({ train: k, eval: ek }))), hash = hashes[0];
     const prev = readJson<CellResults>(join(dir, 'results.json'));
-    if (prev?.hash === hash) {
+    if (prev && hashes.includes(prev.hash)) {
       log(`cell ${cell.id}: finished earlier (results.json matches), skipped`);
       skipped.push(cell.id);
       bar.update(++done, { cell: cell.id });
@@ -234,7 +240,7 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
       continue;
     }
     const meta = readJson<{ trainHash: string }>(join(dir, 'cell.json'));
-    const overwrite = meta !== null && meta.trainHash !== tk;
+    const overwrite = meta !== null && !tks.includes(meta.trainHash);
     if (overwrite) log(`cell ${cell.id}: its training configuration changed since ${dir} was made; training afresh`);
     else if (existsSync(join(dir, 'checkpoint'))) log(`cell ${cell.id}: resuming its run`);
     log(`cell ${cell.id} (${done + 1}/${todo.length}): training ${cell.variant.name}, seed ${cell.seed}`);
@@ -290,8 +296,8 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
     if (!r) continue;
     if (!o.reportOnly) {
       const t = await cellTrainConfig(c, data, cell, dir);
-      const hash = sha256(JSON.stringify({ train: trainKey(t, data), eval: evalKey(t, data, c, groups) }));
-      if (r.hash !== hash) {
+      const ek = evalKey(t, data, c, groups);
+      if (!trainKeys(t, data).some((k) => sha256(JSON.stringify({ train: k, eval: ek })) === r.hash)) {
         log(`cell ${cell.id}: results.json is from another configuration; left out of the report`);
         continue;
       }
