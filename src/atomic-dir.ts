@@ -48,8 +48,9 @@ function alive(pid: number): boolean {
 export function recoverDir(dir: string): string[] {
   const parent = dirname(dir), name = basename(dir), done: string[] = [];
   if (!existsSync(parent)) return done;
+  const pattern = new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(tmp|old)-(\\d+)$`);
   const leftovers = readdirSync(parent)
-    .map((f) => ({ f, m: new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(tmp|old)-(\\d+)$`).exec(f) }))
+    .map((f) => ({ f, m: pattern.exec(f) }))
     .filter((x) => x.m && !alive(Number(x.m[2])))
     .map((x) => ({ path: join(parent, x.f), kind: x.m![1], mtime: statSync(join(parent, x.f)).mtimeMs }));
   const olds = leftovers.filter((x) => x.kind === 'old').sort((a, b) => b.mtime - a.mtime);

@@ -1,6 +1,6 @@
 // `xlir eval` and `xlir compare`: evaluate a model on a LAReQA set (XQuAD-R, MLQA-R), TyDi QA GoldP,
-// Tatoeba or a TREC/BEIR-style collection (MIRACL), and put several result files side by side. The protocol is
-// in src/eval/, the report in src/report/; this module maps flags onto them.
+// Tatoeba or a TREC/BEIR-style collection (MIRACL), and put several result files side by side. The
+// protocol is in src/eval/, the report in src/report/; this module maps flags onto them.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
@@ -107,19 +107,20 @@ export async function runCompare(files: string[], out: string | undefined): Prom
   const label = (path: string) => basename(resolve(path, '..'));
   // TyDi QA / Tatoeba results (src/eval/set-eval.ts) have their own comparison; LAReQA's reader
   // checks the rest and names what is wrong.
-  const kinds = paths.map((p) => {
+  const sets = paths.map((p) => {
     try {
-      return (JSON.parse(readFileSync(p, 'utf8')) as { kind?: unknown }).kind;
+      const r = JSON.parse(readFileSync(p, 'utf8')) as SetResult;
+      return r?.kind === 'xlir-set-eval' ? r : null;
     } catch {
-      return undefined;
+      return null;
     }
   });
   let md: string;
-  if (kinds.every((k) => k === 'xlir-set-eval')) {
-    md = compareSetResults(paths.map((p) => ({ label: label(p), r: JSON.parse(readFileSync(p, 'utf8')) as SetResult })));
+  if (sets.every((r) => r !== null)) {
+    md = compareSetResults(paths.map((p, i) => ({ label: label(p), r: sets[i]! })));
   } else {
-    const i = kinds.findIndex((k) => k === 'xlir-set-eval');
-    if (i >= 0) throw new Error(`${paths[i]} is a ${(JSON.parse(readFileSync(paths[i], 'utf8')) as SetResult).bench} result: compare it with results of the same bench`);
+    const i = sets.findIndex((r) => r !== null);
+    if (i >= 0) throw new Error(`${paths[i]} is a ${sets[i]!.bench} result: compare it with results of the same bench`);
     const results = [];
     for (const p of paths) results.push({ label: label(p), result: await readResult(p) });
     md = compareResults(results);

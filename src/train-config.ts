@@ -235,9 +235,6 @@ export function definingConfigs(c: TrainConfig): Record<string, unknown>[] {
   return learnTemperature || alignmentTexts !== 'queries' ? [now] : [now, withSparse];
 }
 
-export function definingConfig(c: TrainConfig): Record<string, unknown> {
-  return definingConfigs(c)[0];
-}
 
 /** Parses `xlir train` arguments (without the command name) into a TrainConfig; for tests and scripts. */
 export async function parseTrainArgs(argv: string[]): Promise<TrainConfig> {

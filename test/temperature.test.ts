@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { Encoder } from '../src/encoder.ts';
 import { ContrastiveTrainer } from '../src/trainer.ts';
 import { LearnedScale, MAX_LOG_SCALE, logScaleGradient } from '../src/temperature.ts';
-import { definingConfig, parseTrainArgs } from '../src/train-config.ts';
+import { definingConfigs, parseTrainArgs } from '../src/train-config.ts';
 import { mulberry32 } from '../src/rng.ts';
 import type { NativeModelConfig } from '../src/native.ts';
 
@@ -147,11 +147,11 @@ test('--learn-temperature options; runs that do not learn it keep their run keys
   const base = ['--data', 'a.jsonl', '--out', 'o', '--scratch', 'tiny', '--tokenizer', 'v.txt'];
   const off = await parseTrainArgs(base);
   assert.equal(off.learnTemperature, false);
-  assert.ok(!('learnTemperature' in definingConfig(off)) && !('temperatureLr' in definingConfig(off)),
+  assert.ok(!('learnTemperature' in definingConfigs(off)[0]) && !('temperatureLr' in definingConfigs(off)[0]),
     'the new options must not change the key of a run that does not use them');
   const on = await parseTrainArgs([...base, '--learn-temperature', '--lr', '1e-4']);
   assert.equal(on.temperatureLr, 1e-4, 'default: the model\'s learning rate');
-  assert.equal(definingConfig(on).learnTemperature, true);
+  assert.equal(definingConfigs(on)[0].learnTemperature, true);
   assert.equal((await parseTrainArgs([...base, '--learn-temperature', '--temperature-lr', '1e-2'])).temperatureLr, 1e-2);
   await assert.rejects(parseTrainArgs([...base, '--temperature-lr', '1e-2']), /--temperature-lr goes with --learn-temperature/);
   await assert.rejects(parseTrainArgs([...base, '--learn-temperature', '--temperature', '0.005']), /--temperature must be in \[0.01, 1\] to be learned/);

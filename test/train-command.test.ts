@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { definingConfig, definingConfigs, parseTrainArgs } from '../src/train-config.ts';
+import { definingConfigs, parseTrainArgs } from '../src/train-config.ts';
 import { runTrain } from '../src/train-command.ts';
 import { Encoder } from '../src/encoder.ts';
 import { mulberry32 } from '../src/rng.ts';
@@ -48,7 +48,7 @@ test('config file values are overridden by flags; bad values name the option', a
   assert.equal((await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--sparse-embeddings'])).sparseEmbeddings, true);
   assert.equal(c.activationRecompute, false, 'activations kept by default');
   assert.equal(c.alignmentTexts, 'queries', 'the alignment term pairs translated queries by default');
-  assert.ok(!('alignmentTexts' in definingConfig(c)), 'a later option at its default leaves run keys as they were');
+  assert.ok(!('alignmentTexts' in definingConfigs(c)[0]), 'a later option at its default leaves run keys as they were');
   // Keys of earlier versions: without sparseEmbeddings (before it existed: the key written now), and
   // with it at its place among the options (the versions since, up to --learn-temperature).
   const [now, since] = definingConfigs(c);
@@ -59,7 +59,7 @@ test('config file values are overridden by flags; bad values name the option', a
   assert.equal(definingConfigs(await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--learn-temperature'])).length, 1, 'no earlier version had it');
   assert.equal(definingConfigs(await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--sparse-embeddings']))[0].sparseEmbeddings, true);
   const ap = await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--alignment-texts', 'passages']);
-  assert.equal(definingConfig(ap).alignmentTexts, 'passages');
+  assert.equal(definingConfigs(ap)[0].alignmentTexts, 'passages');
   await assert.rejects(parseTrainArgs(['--config', join(dir, 'c.yaml'), '--alignment-texts', 'both']), /alignment-texts/);
   assert.equal((await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--activation-recompute', '--device', 'emulated'])).activationRecompute, true);
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ data: ['a.jsonl'], out: 'o', model: 'm', alpha: 1.5 }));

@@ -12,7 +12,8 @@ import { canonicalLanguage } from '../data/languages.ts';
 import { evaluateAll, outcomeMetrics, SUMMARY_METRICS, type EvalOutcome, type PerQueryColumns } from '../experiment/evaluate.ts';
 import type { BitextEvalSet, MonoEvalSet } from '../experiment/data.ts';
 import type { EncodeRunOptions } from './lareqa-eval.ts';
-import { cell, code, DASH, plural, table } from '../report/markdown.ts';
+import { cell, code, fmt3, plural, table } from '../report/markdown.ts';
+import { fmtSigned } from '../report/compare.ts';
 import { writeFileAtomic } from '../report/write.ts';
 
 export interface SetEvalOptions extends EncodeRunOptions {
@@ -70,8 +71,6 @@ export async function evaluateSet(enc: Encoder, set: MonoEvalSet | BitextEvalSet
   };
 }
 
-const f3 = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x.toFixed(3) : DASH);
-
 export function setMarkdown(r: SetResult): string {
   const metrics = SUMMARY_METRICS[r.bench === 'tydiqa' ? 'mono' : 'bitext'].map((m) => m.name);
   const counts = r.bench === 'tydiqa' ? ['queries', 'candidates'] : ['pairs'];
@@ -81,11 +80,11 @@ export function setMarkdown(r: SetResult): string {
     ['options', Object.entries(r.options).map(([k, v]) => `${k} ${code(String(v))}`).join(', ')],
     ['seed', String(r.seed)], ['xlir', `${cell(r.xlir)}, ${cell(r.created)}`], ['time', `${(r.ms / 1000).toFixed(1)} s`],
   ]));
-  const groupRows = Object.entries(r.groups).map(([g, x]) => [`**${cell(g)}** (${x.languages.join(' ')})`, ...metrics.map((m) => f3(x.metrics[m])), ...counts.map(() => '')]);
+  const groupRows = Object.entries(r.groups).map(([g, x]) => [`**${cell(g)}** (${x.languages.join(' ')})`, ...metrics.map((m) => fmt3(x.metrics[m])), ...counts.map(() => '')]);
   parts.push('## Summary', 'Macro averages over languages.', table(['', ...metrics, ...counts],
-    [[`**all** (${r.languages.length})`, ...metrics.map((m) => f3(r.summary[m])), ...counts.map(() => '')], ...groupRows], ['l', ...metrics.map(() => 'r' as const), ...counts.map(() => 'r' as const)]));
+    [[`**all** (${r.languages.length})`, ...metrics.map((m) => fmt3(r.summary[m])), ...counts.map(() => '')], ...groupRows], ['l', ...metrics.map(() => 'r' as const), ...counts.map(() => 'r' as const)]));
   const name = (l: string) => (r.codes?.[l] ? `${l} (${r.codes[l]})` : l);
-  const rows = r.languages.map((l) => [name(l), ...metrics.map((m) => f3(r.perLanguage[l][m])), ...counts.map((c) => String(r.perLanguage[l][c]))]);
+  const rows = r.languages.map((l) => [name(l), ...metrics.map((m) => fmt3(r.perLanguage[l][m])), ...counts.map((c) => String(r.perLanguage[l][c]))]);
   parts.push('## Per language', table(['language', ...metrics, ...counts], rows, ['l', ...metrics.map(() => 'r' as const), ...counts.map(() => 'r' as const)]));
   return parts.join('\n\n') + '\n';
 }
@@ -115,7 +114,7 @@ export function compareSetResults(runs: { label: string; r: SetResult }[]): stri
   const header = ['', cell(first.label), ...runs.slice(1).flatMap((x) => [cell(x.label), `Δ ${cell(x.label)}`])];
   const line = (name: string, get: (r: SetResult) => number) => {
     const base = get(first.r);
-    return [name, f3(base), ...runs.slice(1).flatMap((x) => [f3(get(x.r)), signed(get(x.r) - base)])];
+    return [name, fmt3(base), ...runs.slice(1).flatMap((x) => [fmt3(get(x.r)), fmtSigned(get(x.r) - base, 3)])];
   };
   const rows: string[][] = [];
   for (const m of metrics) rows.push(line(`${m}, ${plural(common.length, 'language', 'languages')}`, (r) => mean(r, common, m)));
@@ -135,10 +134,4 @@ export function compareSetResults(runs: { label: string; r: SetResult }[]): stri
     table(['run', 'model', 'seed', 'xlir', 'created'], runs.map((x) => [cell(x.label), code(x.r.model.path), String(x.r.seed), cell(x.r.xlir), cell(x.r.created)])),
     `Per language: ${m0}`, table(['language', ...header.slice(1)], per, ['l', ...header.slice(1).map(() => 'r' as const)]),
   ].join('\n\n') + '\n';
-}
-
-function signed(d: number): string {
-  if (!Number.isFinite(d)) return DASH;
-  const s = Math.abs(d).toFixed(3);
-  return Number(s) === 0 ? `±${s}` : `${d > 0 ? '+' : '-'}${s}`;
 }
