@@ -20,7 +20,7 @@ export function evalOptions<T>(y: Argv<T>) {
   return y
     .option('bench', {
       choices: ['xquad-r', 'mlqa-r', 'lareqa', 'tydiqa', 'tatoeba', 'trec'] as const, demandOption: true,
-      describe: 'xquad-r / mlqa-r / lareqa: LAReQA protocol on a folder of <lang>.json; tydiqa: TyDi QA GoldP dev, monolingual (folder of <language>_tydiqa_dev.json); tatoeba: bitext retrieval xxx -> eng (folder of tatoeba.xxx-eng.*); trec: topics + qrels + corpus (MIRACL, BEIR)',
+      describe: 'xquad-r / mlqa-r / lareqa: LAReQA protocol on a folder of <lang>.json; tydiqa: TyDi QA GoldP dev, monolingual (folder of <language>_tydiqa_dev.json); tatoeba: bitext retrieval xxx -> eng and eng -> xxx (folder of tatoeba.xxx-eng.*); trec: topics + qrels + corpus (MIRACL, BEIR)',
     })
     .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face or sentence-transformers folder (e.g. the model/ of an xlir train run)' })
     .option('data', { type: 'string', describe: 'the data folder (LAReQA, TyDi QA or Tatoeba)' })

@@ -148,8 +148,9 @@ function scoreRows(a: Float32Array, b: Float32Array, D: number): Float32Array[] 
 
 // Tatoeba on hand-made pairs: 'aaa' lines are their English lines (the identical text is the top hit:
 // acc@1 and mAP 1), 'bbb' lines are the NEXT English line (the identical text outranks the true
-// translation: acc@1 0), and mAP equals the reciprocal rank computed here by brute force.
-test('xlir eval --bench tatoeba: acc@1 and mAP against brute force; groups; bad files named', async () => {
+// translation: acc@1 0), and mAP equals the reciprocal rank computed here by brute force, in both
+// directions (eng -> xxx: each English line against the pair's xxx lines, a column of the same scores).
+test('xlir eval --bench tatoeba: acc@1 and mAP against brute force, both directions; groups; bad files named', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xlir-tatoeba-'));
   const model = tinyModel(dir);
   const r = mulberry32(11);
@@ -174,9 +175,18 @@ test('xlir eval --bench tatoeba: acc@1 and mAP against brute force; groups; bad 
   const ref = rows.reduce((s, row, i) => s + 1 / (1 + row.filter((x, j) => j !== i && x >= row[i]).length), 0) / rows.length;
   assert.ok(Math.abs(res.perLanguage.bbb.mAP - ref) < 1e-6, `mAP ${res.perLanguage.bbb.mAP} vs brute force ${ref}`);
   assert.ok(Math.abs(res.summary.mAP - (1 + ref) / 2) < 1e-6, 'the summary is the mean over languages');
-  assert.deepEqual(res.groups['low-resource'], { languages: ['bbb'], metrics: { 'acc@1': 0, mAP: res.perLanguage.bbb.mAP } });
+  // eng -> xxx: English line j against every bbb line; its translation is bbb line j.
+  const backRanks = rows.map((_, j) => 1 + rows.filter((row, i) => i !== j && row[j] >= rows[j][j]).length);
+  const backRef = backRanks.reduce((s, r) => s + 1 / r, 0) / rows.length;
+  const backAcc = backRanks.filter((r) => r === 1).length / rows.length;
+  assert.ok(Math.abs(res.perLanguage.bbb['mAP eng->xxx'] - backRef) < 1e-6, `eng->xxx mAP ${res.perLanguage.bbb['mAP eng->xxx']} vs brute force ${backRef}`);
+  assert.equal(res.perLanguage.bbb['acc@1 eng->xxx'], backAcc);
+  assert.ok(backRef < 1 && backRef !== ref, 'the reverse direction is its own computation here, not a copy of xxx -> eng');
+  assert.equal(res.perLanguage.aaa['acc@1 eng->xxx'], 1);
+  assert.equal(res.perLanguage.bbb['acc@1 both directions'], (0 + backAcc) / 2);
+  assert.deepEqual(res.groups['low-resource'], { languages: ['bbb'], metrics: Object.fromEntries(Object.entries(res.perLanguage.bbb).filter(([k]) => k !== 'pairs')) });
   assert.equal(res.perQuery.values.AP.length, 24);
-  assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /\| bbb \| 0\.000 \| 0\.\d{3} \| 12 \|/);
+  assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /\| bbb \| 0\.000 \| 0\.\d{3} \| \d\.\d{3} \| 0\.\d{3} \| \d\.\d{3} \| 12 \|/);
   // xlir compare of two Tatoeba results: the shared language, the groups both have, the differences.
   await evalCli(model, join(dir, 'only-a'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'aaa']);
   const { runCompare } = await import('../src/eval-command.ts');
@@ -184,6 +194,15 @@ test('xlir eval --bench tatoeba: acc@1 and mAP against brute force; groups; bad 
   assert.match(md, /\| acc@1, 1 language \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
   assert.match(md, /different languages; the averages are over the 1 they share/);
   assert.match(md, /Per language: acc@1\n\n\| language \| ev \| only-a \| Δ only-a \|\n\| --- \| ---: \| ---: \| ---: \|\n\| aaa \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
+  assert.match(md, /\| acc@1 both directions, 1 language \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
+  // A result written before eng -> xxx existed: compared on the metrics both runs have.
+  const old = JSON.parse(readFileSync(join(dir, 'only-a', 'result.json'), 'utf8'));
+  for (const m of ['acc@1 eng->xxx', 'mAP eng->xxx', 'acc@1 both directions']) delete old.summary[m];
+  mkdirSync(join(dir, 'old'));
+  writeFileSync(join(dir, 'old', 'result.json'), JSON.stringify(old));
+  const mdOld = await runCompare([join(dir, 'ev'), join(dir, 'old')], undefined);
+  assert.match(mdOld, /\| mAP, 1 language \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
+  assert.doesNotMatch(mdOld, /eng->xxx/);
   writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.eng'), 'x\n');
   writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.ccc'), 'y\nz\n');
   await assert.rejects(evalCli(model, join(dir, 'ev2'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'ccc']),

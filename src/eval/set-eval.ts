@@ -1,7 +1,7 @@
 // `xlir eval --bench tydiqa|tatoeba`: one model on TyDi QA GoldP dev (monolingual retrieval, each
 // language its own pool of gold passages: mAP, R@1, R@10) or Tatoeba (bitext retrieval: each xxx
 // sentence against all English sentences of its pair: accuracy@1 and mAP, which is the MRR with one
-// relevant sentence). The protocol is the experiments' (src/experiment/evaluate.ts), so a number
+// relevant sentence; the same the other way, eng -> xxx, and the mean accuracy of the two). The protocol is the experiments' (src/experiment/evaluate.ts), so a number
 // here equals the same model's number in an experiment report. Writes result.json (every metric per
 // language, the macro averages, optional language groups, per-query values, data hashes, seed,
 // xlir version) and report.md.
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Encoder } from '../encoder.ts';
 import { native } from '../native.ts';
 import { canonicalLanguage } from '../data/languages.ts';
-import { evaluateAll, outcomeMetrics, SUMMARY_METRICS, type EvalOutcome, type PerQueryColumns } from '../experiment/evaluate.ts';
+import { BITEXT_REVERSE_METRICS, evaluateAll, outcomeMetrics, SUMMARY_METRICS, type EvalOutcome, type PerQueryColumns } from '../experiment/evaluate.ts';
 import type { BitextEvalSet, MonoEvalSet } from '../experiment/data.ts';
 import type { EncodeRunOptions } from './lareqa-eval.ts';
 import { cell, code, fmt3, plural, table } from '../report/markdown.ts';
@@ -45,8 +45,13 @@ export interface SetResult {
 
 const PROTOCOL = {
   tydiqa: 'TyDi QA GoldP dev, monolingual: each question against the distinct gold passages of its language; mAP over the full pool (as sklearn), R@1, R@10 (pessimistic ranks for ties)',
-  tatoeba: 'Tatoeba, xxx -> eng: each sentence against every English sentence of its pair; acc@1 (pessimistic ranks for ties) and mAP (one relevant sentence: MRR)',
+  tatoeba: 'Tatoeba, xxx -> eng: each sentence against every English sentence of its pair; acc@1 (pessimistic ranks for ties) and mAP (one relevant sentence: MRR); the same eng -> xxx, and the mean acc@1 of both directions (what sentence-transformers\' TranslationEvaluator reports)',
 };
+
+/** The metrics a result of this bench reports, in table order. */
+function benchMetrics(bench: SetResult['bench']): { name: string }[] {
+  return bench === 'tydiqa' ? SUMMARY_METRICS.mono : [...SUMMARY_METRICS.bitext, ...BITEXT_REVERSE_METRICS];
+}
 
 export async function evaluateSet(enc: Encoder, set: MonoEvalSet | BitextEvalSet, o: SetEvalOptions): Promise<SetResult> {
   const t0 = performance.now();
@@ -59,7 +64,7 @@ export async function evaluateSet(enc: Encoder, set: MonoEvalSet | BitextEvalSet
     const want = langs.map(canonicalLanguage);
     const present = e.languages.filter((l) => want.includes(l));
     if (!present.length) throw new Error(`group ${name}: none of ${langs.join(' ')} is among the evaluated languages (${e.languages.join(' ')})`);
-    groups[name] = { languages: present, metrics: outcomeMetrics(e, present) };
+    groups[name] = { languages: present, metrics: outcomeMetrics(e, present, benchMetrics(bench)) };
   }
   const { queryPrefix, passagePrefix, maxQueryLength, maxPassageLength, batchSize } = o;
   return {
@@ -67,12 +72,13 @@ export async function evaluateSet(enc: Encoder, set: MonoEvalSet | BitextEvalSet
     seed: o.seed, model: { path: o.modelPath }, data: { dir: set.dir, sha256: set.files },
     options: bench === 'tatoeba' ? { prefix: queryPrefix, maxLength: maxQueryLength, batchSize } : { queryPrefix, passagePrefix, maxQueryLength, maxPassageLength, batchSize },
     languages: e.languages, codes: set.kind === 'bitext' ? Object.fromEntries(set.pairs.filter((p) => p.code !== p.lang).map((p) => [p.lang, p.code])) : undefined,
-    summary: outcomeMetrics(e), groups, perLanguage: e.perLanguage!, perQuery: e.perQuery, ms: performance.now() - t0,
+    summary: outcomeMetrics(e, e.languages, benchMetrics(bench)), groups, perLanguage: e.perLanguage!, perQuery: e.perQuery, ms: performance.now() - t0,
   };
 }
 
 export function setMarkdown(r: SetResult): string {
-  const metrics = SUMMARY_METRICS[r.bench === 'tydiqa' ? 'mono' : 'bitext'].map((m) => m.name);
+  // A result written before a metric existed (Tatoeba's eng -> xxx) shows the ones it has.
+  const metrics = benchMetrics(r.bench).map((m) => m.name).filter((m) => m in r.summary);
   const counts = r.bench === 'tydiqa' ? ['queries', 'candidates'] : ['pairs'];
   const parts = [`# ${r.bench === 'tydiqa' ? 'TyDi QA GoldP' : 'Tatoeba'}: ${cell(r.model.path)}`, r.protocol];
   parts.push(table(['run', ''], [
@@ -109,7 +115,7 @@ export function compareSetResults(runs: { label: string; r: SetResult }[]): stri
   if (other) throw new Error(`cannot compare runs of different benches: "${first.label}" is ${first.r.bench}, "${other.label}" ${other.r.bench}`);
   const common = first.r.languages.filter((l) => runs.every((x) => x.r.languages.includes(l)));
   if (!common.length) throw new Error(`the runs have no language in common (${runs.map((x) => `"${x.label}": ${x.r.languages.join(' ')}`).join('; ')})`);
-  const metrics = SUMMARY_METRICS[first.r.bench === 'tydiqa' ? 'mono' : 'bitext'].map((m) => m.name);
+  const metrics = benchMetrics(first.r.bench).map((m) => m.name).filter((m) => runs.every((x) => m in x.r.summary));
   const mean = (r: SetResult, langs: string[], m: string) => langs.reduce((s, l) => s + r.perLanguage[l][m], 0) / langs.length;
   const header = ['', cell(first.label), ...runs.slice(1).flatMap((x) => [cell(x.label), `Δ ${cell(x.label)}`])];
   const line = (name: string, get: (r: SetResult) => number) => {

@@ -4,7 +4,8 @@
 //   src/eval/lareqa-eval.ts (mono / cross / multilingual mAP, R@1, R@10, rank distance);
 // - 'mono' (TyDi QA GoldP dev): each language its own pool; mAP, R@1, R@10;
 // - 'bitext' (Tatoeba): for each xxx sentence, its translation among all the pair's English
-//   sentences; accuracy@1 and mAP (one relevant sentence: mAP = MRR), ties ranked pessimistically.
+//   sentences; accuracy@1 and mAP (one relevant sentence: mAP = MRR), ties ranked pessimistically;
+//   also eng -> xxx (BITEXT_REVERSE_METRICS, shown by `xlir eval` but not in experiment reports).
 // Each outcome keeps its per-query values (AP and friends), the input of the paired bootstrap.
 import type { Encoder } from '../encoder.ts';
 import { native } from '../native.ts';
@@ -44,6 +45,14 @@ export const SUMMARY_METRICS: Record<EvalKind, { name: string; lower?: boolean; 
   mono: [{ name: 'mAP' }, { name: 'R@1' }, { name: 'R@10' }],
   bitext: [{ name: 'acc@1' }, { name: 'mAP' }],
 };
+
+/**
+ * Tatoeba's other direction, per language beside the summary metrics but kept out of experiment
+ * reports (cells evaluated before it existed lack it): each English sentence against all the
+ * pair's xxx sentences, and the mean of the two directions' accuracy (the primary metric of
+ * sentence-transformers' TranslationEvaluator, which breaks ties optimistically where we do not).
+ */
+export const BITEXT_REVERSE_METRICS = [{ name: 'acc@1 eng->xxx' }, { name: 'mAP eng->xxx' }, { name: 'acc@1 both directions' }];
 
 /** Per-query metrics of each kind (paired tests). */
 export const QUERY_METRICS: Record<EvalKind, { name: string; lower?: boolean }[]> = {
@@ -125,7 +134,7 @@ export async function evaluateAll(enc: Encoder, sets: EvalSet[], o: EvalRunOptio
         const b = await enc.encodeTexts(p.eng, { maxLength, prefix: o.queryPrefix, batchSize: o.batchSize });
         const scores = await native().scoreMatrix(a, b, D);
         const n = p.eng.length;
-        let hits = 0, apSum = 0;
+        let hits = 0, apSum = 0, backHits = 0, backApSum = 0;
         for (let i = 0; i < p.src.length; i++) {
           const m = rowMetrics(scores.subarray(i * n, (i + 1) * n), [i]);
           if (m.ranks[0] === 1) hits++;
@@ -134,7 +143,19 @@ export async function evaluateAll(enc: Encoder, sets: EvalSet[], o: EvalRunOptio
           pq.id.push(String(i + 1));
           pq.values.AP.push(m.averagePrecision);
         }
-        perLanguage[p.lang] = { 'acc@1': hits / p.src.length, mAP: apSum / p.src.length, pairs: p.src.length };
+        // eng -> xxx: column j of the same matrix (the pair's files have equally many lines).
+        const column = new Float32Array(p.src.length);
+        for (let j = 0; j < n; j++) {
+          for (let i = 0; i < p.src.length; i++) column[i] = scores[i * n + j];
+          const m = rowMetrics(column, [j]);
+          if (m.ranks[0] === 1) backHits++;
+          backApSum += m.averagePrecision;
+        }
+        const acc = hits / p.src.length, backAcc = backHits / n;
+        perLanguage[p.lang] = {
+          'acc@1': acc, mAP: apSum / p.src.length, 'acc@1 eng->xxx': backAcc, 'mAP eng->xxx': backApSum / n, 'acc@1 both directions': (acc + backAcc) / 2,
+          pairs: p.src.length,
+        };
       }
       o.log(`${s.name}: ${s.pairs.map((p) => `${p.code} acc@1 ${perLanguage[p.lang]['acc@1'].toFixed(3)}`).join(', ')}`);
       out.push({ name: s.name, kind: 'bitext', languages: s.pairs.map((p) => p.lang), perLanguage, perQuery: pq, ms: performance.now() - t0 });
@@ -144,7 +165,7 @@ export async function evaluateAll(enc: Encoder, sets: EvalSet[], o: EvalRunOptio
 }
 
 /** The summary metrics of an outcome over a subset of its languages (NaN where the subset has none). */
-export function outcomeMetrics(e: EvalOutcome, subset: readonly string[] = e.languages): Record<string, number> {
+export function outcomeMetrics(e: EvalOutcome, subset: readonly string[] = e.languages, metrics = SUMMARY_METRICS[e.kind]): Record<string, number> {
   if (e.kind === 'lareqa') {
     const r = e.result!;
     const all = subset.length === r.languages.length && r.languages.every((l) => subset.includes(l));
@@ -158,6 +179,6 @@ export function outcomeMetrics(e: EvalOutcome, subset: readonly string[] = e.lan
   }
   const langs = e.languages.filter((l) => subset.includes(l));
   const out: Record<string, number> = {};
-  for (const m of SUMMARY_METRICS[e.kind]) out[m.name] = mean(langs.map((l) => e.perLanguage![l][m.name]));
+  for (const m of metrics) out[m.name] = mean(langs.map((l) => e.perLanguage![l][m.name]));
   return out;
 }
