@@ -18,7 +18,7 @@ import { ContrastiveTrainer } from './trainer.ts';
 import { LearnedScale } from './temperature.ts';
 import { recoverDir, replaceDir, tmpDirFor } from './atomic-dir.ts';
 import { tokenizeAll, type TokenStore } from './token-cache.ts';
-import { assembleBatch, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
+import { assembleBatch, assertSameRun, assertSameSettings, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
 import { readTrainingData, type BitextRecord, type ReadReport, type TrainingRecord } from './data/format.ts';
 import { BatchSampler, type SamplerOptions } from './sampler.ts';
 import { buildWordPieceTokenizerJson, TextTokenizer } from './tokenizer.ts';
@@ -38,6 +38,14 @@ interface Split {
   records: TrainingRecord[];
   bitext: BitextRecord[];
   data: TokenizedData;
+}
+
+function readJsonOrNull(path: string): Record<string, unknown> | null {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
 }
 
 function writeJsonAtomic(path: string, v: unknown): void {
@@ -132,6 +140,11 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
   if (c.overwrite) rmSync(c.out, { recursive: true, force: true });
   mkdirSync(c.out, { recursive: true });
   const version = native().info().version;
+  // A rerun with other settings is refused before it reads the data or writes a file, so that the
+  // run it refuses keeps its run.json, data-report.json and tokenizer.json.
+  for (const line of recoverDir(join(c.out, 'checkpoint'))) log(line);
+  const definings = definingConfigs(c);
+  assertSameSettings(c.out, definings);
 
   // Data: held-out languages never reach the sampler; validation takes whole groups.
   const all = await readTrainingData(c.data, { heldOutLanguages: c.heldOutLanguages });
@@ -150,8 +163,11 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
     val = { records: all.records.filter((r) => inVal(r.group)), bitext: all.bitext.filter((b) => inVal(b.group)) };
     log(`validation: ${val.records.length} pairs held out (${(c.validationFraction * 100).toFixed(1)}% of the groups, seed ${c.seed})`);
   }
-  if (!train.records.length) throw new Error(`no training pairs left in ${c.data.join(', ')} (see ${join(c.out, 'data-report.json')})`);
-  writeJsonAtomic(join(c.out, 'data-report.json'), reports);
+  if (!train.records.length) {
+    const fresh = !existsSync(join(c.out, 'checkpoint'));
+    if (fresh) writeJsonAtomic(join(c.out, 'data-report.json'), reports);
+    throw new Error(`no training pairs left in ${c.data.join(', ')} (the counts are above${fresh ? ` and in ${join(c.out, 'data-report.json')}` : ''})`);
+  }
 
   const enc = openEncoder(c, log);
   try {
@@ -201,10 +217,21 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
     const trainer = new ContrastiveTrainer(enc, { ...adam, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm, sparseEmbeddings: c.sparseEmbeddings },
       { scale: 1 / c.temperature, symmetric: c.symmetric, alignmentWeight: c.alignmentWeight, learnedScale }, c.subBatchSize);
     // Everything that defines the run's numbers; a checkpoint of another run is refused on resume.
-    const [key, ...earlierKeys] = definingConfigs(c).map((defining) => runKey({
+    const [key, ...earlierKeys] = definings.map((defining) => runKey({
       defining, steps, train: [trainData.queries.key, trainData.passages.key], val: valData && [valData.queries.key, valData.passages.key],
     }));
-    const run = { xlir: version, seed: c.seed, runKey: key, steps, warmupSteps, config: c, started: new Date().toISOString() };
+    // Nothing of this run is written until its checkpoint, if any, is known to be this run's.
+    assertSameRun(c.out, key, earlierKeys);
+    writeJsonAtomic(join(c.out, 'data-report.json'), reports);
+    const now = new Date().toISOString();
+    const resuming = existsSync(join(c.out, 'checkpoint', 'state.json'));
+    const before = resuming ? readJsonOrNull(join(c.out, 'run.json')) : null;
+    const same = before !== null && [key, ...earlierKeys].includes(before.runKey as string);
+    const run = {
+      xlir: version, seed: c.seed, runKey: key, steps, warmupSteps, config: c,
+      // A resumed run keeps its start; each resumption is listed.
+      started: same ? before.started : now, ...(resuming ? { resumed: [...(same && Array.isArray(before.resumed) ? before.resumed : []), now] } : {}),
+    };
     writeJsonAtomic(join(c.out, 'run.json'), run);
     log(`training: ${steps} steps of ${c.batchSize} (${c.batching}${c.batching === 'hybrid' ? `, alpha ${c.alpha}` : ''}), ` +
       `${batchesPerEpoch} batches per epoch, ${validation.length} validation batches, seed ${c.seed}` +
@@ -215,7 +242,7 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
 
     const result = await trainLoop(trainer, sampler, trainData, validation, {
       outDir: c.out, steps, warmupSteps, lr: c.lr, seed: c.seed, hardNegatives: c.hardNegatives, alignmentTexts: c.alignmentTexts, evalEvery: validation.length ? c.evalEvery : 0,
-      patience: c.patience, checkpointEvery: c.checkpointEvery, runKey: key, earlierRunKeys: earlierKeys, log,
+      patience: c.patience, checkpointEvery: c.checkpointEvery, runKey: key, earlierRunKeys: earlierKeys, defining: definings[0], log,
     }, (state) => (sampler = BatchSampler.restore(trainItems, samplerOptions(c, c.seed), state)));
 
     const modelDir = join(c.out, 'model');

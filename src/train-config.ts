@@ -214,7 +214,7 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
 
 /**
  * What defines a run's numbers: the configuration without where and how it runs (output folder,
- * threads, cache, device, recompute), hashed into the run key that a resumed checkpoint must match
+ * threads, cache, device, recompute, checkpoint interval), hashed into the run key that a resumed checkpoint must match
  * and into an experiment cell's key. The first entry is the key written now; the others are the
  * same run as earlier xlir versions wrote it, which are accepted too, so an upgrade does not throw
  * away a half-trained run or a finished experiment cell.
@@ -223,16 +223,20 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
  * temperature's rate only when it is learned), so a run that does not use them has the key it had
  * before they existed. --sparse-embeddings did not follow that rule when it was added: the runs of
  * the versions since then (before --learn-temperature and --alignment-texts) have it in their key
- * at its place among the options, which is the second form.
+ * at its place among the options, which is the third form. The second is the first with
+ * --checkpoint-every, which every key had until it was taken out.
  */
 export function definingConfigs(c: TrainConfig): Record<string, unknown>[] {
   const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, learnTemperature, temperatureLr, alignmentTexts, ...withSparse } = c;
   const { sparseEmbeddings, ...rest } = withSparse;
-  const now = {
+  const withCheckpointEvery = {
     ...rest, ...(sparseEmbeddings ? { sparseEmbeddings } : {}), ...(learnTemperature ? { learnTemperature, temperatureLr } : {}),
     ...(alignmentTexts !== 'queries' ? { alignmentTexts } : {}),
   };
-  return learnTemperature || alignmentTexts !== 'queries' ? [now] : [now, withSparse];
+  // How often checkpoints are written changes no number (a resumed run equals an uninterrupted one),
+  // so a run may be resumed with another --checkpoint-every; keys before this version had it.
+  const { checkpointEvery: _k, ...now } = withCheckpointEvery;
+  return learnTemperature || alignmentTexts !== 'queries' ? [now, withCheckpointEvery] : [now, withCheckpointEvery, withSparse];
 }
 
 

@@ -50,6 +50,8 @@ export interface LoopOptions {
   runKey: string;
   /** The same run's key as earlier xlir versions wrote it (train-config.ts definingConfigs): accepted too. */
   earlierRunKeys?: string[];
+  /** The settings behind runKey, kept in the checkpoint so that a refusal can name what changed. */
+  defining?: unknown;
   log?: (line: string) => void;
   /** Test hook: stop (as if interrupted) after this many steps, writing a checkpoint. */
   stopAfter?: number;
@@ -66,8 +68,10 @@ export interface LoopState {
   stopped: 'done' | 'early' | 'interrupted' | null;
 }
 
+/** The whole run's record: a resumed run's earlier steps and validations are read back from log.jsonl. */
 export interface LoopResult {
   state: LoopState;
+  /** Training loss of every step, in order. */
   losses: number[];
   validation: { step: number; loss: number }[];
   dataWaitMs: number;
@@ -116,7 +120,7 @@ export function runKey(parts: unknown): string {
 }
 
 /** Writes model, optimizer and loop state as one folder, atomically (src/atomic-dir.ts). */
-export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state: LoopState, key: string): void {
+export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state: LoopState, key: string, defining?: unknown): void {
   const final = join(dir, CKPT), tmp = tmpDirFor(final);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
@@ -127,24 +131,69 @@ export function writeCheckpoint(dir: string, trainer: ContrastiveTrainer, state:
     { name: 'exp_avg_sq', shape: [s.v.length], data: s.v },
   ], { metadata: { step: String(s.step) } });
   const learnedScale = trainer.loss.learnedScale?.getState();
-  writeFileSync(join(tmp, 'state.json'), JSON.stringify({ runKey: key, ...state, ...(learnedScale ? { learnedScale } : {}) }, null, 1));
+  writeFileSync(join(tmp, 'state.json'), JSON.stringify({
+    runKey: key, ...state, ...(learnedScale ? { learnedScale } : {}), ...(defining !== undefined ? { defining } : {}),
+  }, null, 1));
   replaceDir(tmp, final);
+}
+
+type CheckpointState = LoopState & { runKey: string; learnedScale?: LearnedScaleState; defining?: Record<string, unknown> };
+
+function checkpointState(dir: string): CheckpointState | null {
+  const p = join(dir, CKPT, 'state.json');
+  if (!existsSync(p)) return null;
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as CheckpointState;
+  } catch (e) {
+    throw new Error(`${p}: not a readable checkpoint state (${(e as Error).message}): use another --out folder, or --overwrite to start afresh`);
+  }
+}
+
+/** "name: old -> new" for every top-level setting that differs (absent on one side included). */
+export function settingsDiff(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
+  const show = (v: unknown) => (v === undefined ? '(absent)' : JSON.stringify(v));
+  return [...new Set([...Object.keys(before), ...Object.keys(after)])]
+    .filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]))
+    .map((k) => `${k}: ${show(before[k])} -> ${show(after[k])}`);
+}
+
+/**
+ * Refuses, before anything is read or written, to continue a checkpoint made with other settings,
+ * naming them. `definings`: this run's settings in every form its key may have been written in
+ * (train-config.ts definingConfigs), the current form first. A checkpoint written before xlir kept
+ * its settings is left to the run-key check (assertSameRun).
+ */
+export function assertSameSettings(dir: string, definings: Record<string, unknown>[]): void {
+  const st = checkpointState(dir);
+  if (!st?.defining) return;
+  const had = JSON.stringify(st.defining);
+  if (definings.some((d) => JSON.stringify(d) === had)) return;
+  const diff = settingsDiff(st.defining, definings[0]);
+  throw new Error(`${join(dir, CKPT)} belongs to a run with other settings (${diff.length ? diff.join('; ') : 'the same values written in another form'}): ` +
+    'rerun with its settings to resume it, or use another --out folder, or --overwrite to start afresh');
+}
+
+/** The run-key check: a checkpoint of this run (same settings, data, tokenization and step count) or none. */
+export function assertSameRun(dir: string, key: string, earlierKeys: string[] = []): void {
+  const st = checkpointState(dir);
+  if (!st || st.runKey === key || earlierKeys.includes(st.runKey)) return;
+  const why = st.defining ? 'the same settings, but other training or validation data, tokenization or step count' : 'other settings';
+  throw new Error(`${join(dir, CKPT)} belongs to a run with ${why} (run key ${st.runKey}, this run ${key}): ` +
+    'use another --out folder, or --overwrite to start afresh');
 }
 
 /** Restores model weights, optimizer and loop state from dir/checkpoint; null when there is none. */
 export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: string, earlierKeys: string[] = []): LoopState | null {
   const c = join(dir, CKPT);
-  if (!existsSync(join(c, 'state.json'))) return null;
-  const st = JSON.parse(readFileSync(join(c, 'state.json'), 'utf8')) as LoopState & { runKey: string; learnedScale?: LearnedScaleState };
-  if (st.runKey !== key && !earlierKeys.includes(st.runKey))
-    throw new Error(`${c} belongs to a run with other settings (run key ${st.runKey}, this run ${key}): ` +
-      'use another --out folder, or --overwrite to start afresh');
+  const st = checkpointState(dir);
+  if (!st) return null;
+  assertSameRun(dir, key, earlierKeys);
   loadWeights(trainer.encoder.model, join(c, 'model'));
   const o = readSafetensors(join(c, 'optimizer.safetensors'));
   trainer.optimizer.setState({
     step: Number(o.metadata.step), m: o.tensors.get('exp_avg')!.data, v: o.tensors.get('exp_avg_sq')!.data,
   });
-  const { runKey: _key, learnedScale, ...state } = st;
+  const { runKey: _key, learnedScale, defining: _defining, ...state } = st;
   if (trainer.loss.learnedScale) {
     // The run key covers --learn-temperature, so a checkpoint of this run has the state.
     if (!learnedScale) throw new Error(`${join(c, 'state.json')}: no learned-temperature state in a run that learns it`);
@@ -199,6 +248,20 @@ export async function trainLoop(
     if (state.stopped === 'done' || state.stopped === 'early') log('this run had already finished');
   }
   const losses: number[] = [], validationLog: { step: number; loss: number }[] = [];
+  let dataWaitMs = 0, engineMs = 0;
+  // A resumed run reports the whole run, not just this invocation: the steps and validations
+  // before the checkpoint come back from log.jsonl (trimmed to the checkpoint's step above).
+  if (resumed && existsSync(logPath)) {
+    for (const line of readFileSync(logPath, 'utf8').split('\n')) {
+      if (!line) continue;
+      const e = JSON.parse(line) as { type?: string; step: number; loss: number; ms?: number; dataWaitMs?: number };
+      if (e.type === 'step') {
+        losses.push(e.loss);
+        engineMs += e.ms ?? 0;
+        dataWaitMs += e.dataWaitMs ?? 0;
+      } else if (e.type === 'validation') validationLog.push({ step: e.step, loss: e.loss });
+    }
+  }
   let interrupted = false;
   const onSigint = () => {
     if (interrupted) process.exit(130);  // a second Ctrl-C stops at once
@@ -209,7 +272,7 @@ export async function trainLoop(
   process.on('SIGTERM', onSigint);
   const progress = new Progress(o.steps, 'train');
   const learned = trainer.loss.learnedScale !== undefined;
-  let dataWaitMs = 0, engineMs = 0, tokens = 0;
+  let tokens = 0;
   const t0 = performance.now();
 
   const validate = async (): Promise<number> => {
@@ -274,7 +337,7 @@ export async function trainLoop(
       if (state.step % o.checkpointEvery === 0 || stopNow || state.step === o.steps) {
         if (state.step === o.steps) state.stopped = 'done';
         // Sampler state: the batch already drawn into `next` is re-drawn on resume.
-        writeCheckpoint(o.outDir, trainer, state, o.runKey);
+        writeCheckpoint(o.outDir, trainer, state, o.runKey, o.defining);
       }
       if (stopNow) {
         state.stopped = 'interrupted';
@@ -283,7 +346,7 @@ export async function trainLoop(
       }
     }
     if (state.step >= o.steps && !state.stopped) state.stopped = 'done';
-    if (state.stopped === 'early') writeCheckpoint(o.outDir, trainer, state, o.runKey);
+    if (state.stopped === 'early') writeCheckpoint(o.outDir, trainer, state, o.runKey, o.defining);
   } finally {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);

@@ -51,12 +51,15 @@ test('config file values are overridden by flags; bad values name the option', a
   assert.ok(!('alignmentTexts' in definingConfigs(c)[0]), 'a later option at its default leaves run keys as they were');
   // Keys of earlier versions: without sparseEmbeddings (before it existed: the key written now), and
   // with it at its place among the options (the versions since, up to --learn-temperature).
-  const [now, since] = definingConfigs(c);
-  assert.ok(!('sparseEmbeddings' in now));
+  // --checkpoint-every left the key later (the key written now lacks it; the second form has it).
+  const [now, withCheckpointEvery, since] = definingConfigs(c);
+  assert.ok(!('sparseEmbeddings' in now) && !('checkpointEvery' in now));
+  assert.equal(withCheckpointEvery.checkpointEvery, c.checkpointEvery);
+  assert.deepEqual(Object.keys(now), Object.keys(withCheckpointEvery).filter((k) => k !== 'checkpointEvery'));
   const keys = Object.keys(since);
   assert.equal(keys[keys.indexOf('sparseEmbeddings') - 1], 'freezeEmbeddings');
-  assert.deepEqual(Object.keys(now), keys.filter((k) => k !== 'sparseEmbeddings'));
-  assert.equal(definingConfigs(await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--learn-temperature'])).length, 1, 'no earlier version had it');
+  assert.deepEqual(Object.keys(withCheckpointEvery), keys.filter((k) => k !== 'sparseEmbeddings'));
+  assert.equal(definingConfigs(await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--learn-temperature'])).length, 2, 'no version before --checkpoint-every left the key had it');
   assert.equal(definingConfigs(await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--sparse-embeddings']))[0].sparseEmbeddings, true);
   const ap = await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--alignment-texts', 'passages']);
   assert.equal(definingConfigs(ap)[0].alignmentTexts, 'passages');
@@ -102,12 +105,26 @@ test('xlir train: hybrid batches on synthetic pairs, falling validation loss, a 
     enc.dispose();
   }
 
-  // Same folder, other settings: refused rather than silently mixing two runs.
-  await assert.rejects(runTrain(await parseTrainArgs([...args, '--alpha', '0.7']), () => {}), /belongs to a run with other settings/);
-  // Same settings: the finished run is recognised, nothing is retrained.
-  const again = await runTrain(await parseTrainArgs(args), (s) => logs.push(s));
-  assert.equal(again.result.losses.length, 0);
+  // Same folder, other settings: refused rather than silently mixing two runs, naming what differs,
+  // before anything is written (the finished run keeps its record and its tokenizer).
+  const kept = ['run.json', 'data-report.json', 'tokenizer.json', 'log.jsonl'].map((f) => readFileSync(join(out, f), 'utf8'));
+  await assert.rejects(runTrain(await parseTrainArgs([...args, '--alpha', '0.7', '--lowercase']), () => {}),
+    /belongs to a run with other settings \(lowercase: false -> true; alpha: 0\.5 -> 0\.7\)/);
+  assert.deepEqual(['run.json', 'data-report.json', 'tokenizer.json', 'log.jsonl'].map((f) => readFileSync(join(out, f), 'utf8')), kept,
+    'a refused rerun changed the run folder');
+  // Same settings (a checkpoint interval is not one): the finished run is recognised, nothing is
+  // retrained, and its record still covers the whole run.
+  const again = await runTrain(await parseTrainArgs([...args, '--checkpoint-every', '7']), (s) => logs.push(s));
   assert.ok(logs.some((l) => /already finished/.test(l)));
+  assert.deepEqual(again.result.losses, r.result.losses, 'losses of every step, read back from log.jsonl');
+  assert.deepEqual(again.result.validation, r.result.validation);
+  const rerun = JSON.parse(readFileSync(join(out, 'run.json'), 'utf8'));
+  assert.equal(rerun.started, run.started, 'the run keeps its start');
+  assert.equal(rerun.resumed.length, 1);
+  assert.equal(rerun.validation.length, 4);
+  // A checkpoint state that cannot be read is named, not taken for a fresh start.
+  writeFileSync(join(out, 'checkpoint', 'state.json'), '{"runKey": "ab');
+  await assert.rejects(runTrain(await parseTrainArgs(args), () => {}), /checkpoint[/\\]state\.json: not a readable checkpoint state/);
 });
 
 test('xlir train: held-out languages are absent from training; empty data is an error naming the file', async () => {
