@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { Encoder } from './encoder.ts';
 import { countJsonlRecords, readJsonl } from './jsonl.ts';
 import { NpyWriter } from './npy.ts';
+import { prepareOutputFile } from './output-path.ts';
 import type { Pooling, Precision } from './native.ts';
 
 export interface EncodeArgs {
@@ -24,6 +25,7 @@ export async function runEncode(a: EncodeArgs): Promise<{ count: number; dim: nu
   const log = a.log ?? ((s: string) => process.stderr.write(s));
   if (!existsSync(a.input)) throw new Error(`${a.input}: no such file`);
   if (!(a.batchSize >= 1)) throw new Error(`--batch-size must be >= 1, got ${a.batchSize}`);
+  prepareOutputFile(a.output, '--output');
   const enc = Encoder.load(a.model, { pooling: a.pooling, normalize: a.normalize, precision: a.precision, device: a.device });
   try {
     if (!enc.tokenizer) throw new Error(`${a.model}: no tokenizer.json in the model folder`);

@@ -2,7 +2,7 @@
 // Tatoeba or a TREC/BEIR-style collection (MIRACL), and put several result files side by side. The
 // protocol is in src/eval/, the report in src/report/; this module maps flags onto them.
 import { mkdirSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, join, resolve, sep } from 'node:path';
 import type { Argv } from 'yargs';
 import { Encoder } from './encoder.ts';
 import { native } from './native.ts';
@@ -24,7 +24,7 @@ export function evalOptions<T>(y: Argv<T>) {
     })
     .option('model', { type: 'string', demandOption: true, describe: 'Hugging Face or sentence-transformers folder (e.g. the model/ of an xlir train run)' })
     .option('data', { type: 'string', describe: 'the data folder (LAReQA, TyDi QA or Tatoeba)' })
-    .option('out', { type: 'string', describe: 'result folder (default: eval/<bench>-<model folder name>)' })
+    .option('out', { type: 'string', describe: 'result folder (default: eval/<bench>-<model folder name>, with the run folder\'s name for <run>/model or <run>/best; another model\'s result there is not overwritten)' })
     .option('languages', { type: 'string', array: true, describe: 'evaluate only these languages (default: all in --data; Tatoeba: 3-letter codes, e.g. swh tel)' })
     .option('articles', { choices: ['all', 'test', 'train'] as const, default: 'all' as const, describe: 'LAReQA: evaluate all articles, or one side of the article split used by `xlir convert lareqa --split`' })
     .option('test-fraction', { type: 'number', default: 0.5, describe: 'article split: fraction on the test side' })
@@ -51,9 +51,34 @@ export function evalOptions<T>(y: Argv<T>) {
 
 type EvalArgs = Awaited<ReturnType<ReturnType<typeof evalOptions>['parseAsync']>>;
 
+/**
+ * eval/<bench>-<model folder>, where a folder that every run has (`model`, `best`, `checkpoint`)
+ * is named with the folders above it: run1/model -> eval/xquad-r-run1-model, so that the models of
+ * two runs do not share a result folder.
+ */
+export function defaultEvalOut(bench: string, model: string): string {
+  const parts = resolve(model).split(sep).filter((p) => p.length);
+  let i = parts.length - 1;
+  while (i > 0 && ['model', 'best', 'checkpoint'].includes(parts[i])) i--;
+  return join('eval', `${bench}-${parts.slice(i).join('-')}`);
+}
+
+/** A default result folder that holds another model's result is not overwritten. */
+export function refuseOtherModelsResult(out: string, model: string): void {
+  let had: unknown;
+  try {
+    had = (JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')) as { model?: { path?: unknown } }).model?.path;
+  } catch {
+    return;
+  }
+  if (typeof had === 'string' && had !== model)
+    throw new Error(`${out} holds the result of another model (${had}); pass --out to choose where this one goes`);
+}
+
 export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<string> {
   if (a.threads) native().setNumThreads(a.threads);
-  const out = a.out ?? join('eval', `${a.bench}-${basename(resolve(a.model))}`);
+  const out = a.out ?? defaultEvalOut(a.bench, a.model);
+  if (a.out === undefined) refuseOtherModelsResult(out, resolve(a.model));
   mkdirSync(out, { recursive: true });
   const enc = Encoder.load(a.model, { precision: a.precision, device: a.device });
   try {

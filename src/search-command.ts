@@ -8,6 +8,7 @@ import type { Argv } from 'yargs';
 import { Encoder } from './encoder.ts';
 import { readJsonl } from './jsonl.ts';
 import { FaissIndex } from './search/faiss.ts';
+import { prepareOutputFile } from './output-path.ts';
 
 interface IndexMeta {
   format: 'xlir-index';
@@ -26,6 +27,7 @@ export async function runIndex(o: {
   log?: (s: string) => void;
 }): Promise<{ documents: number }> {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
+  prepareOutputFile(o.out, '--out');
   const enc = Encoder.load(o.model);
   try {
     const ids: string[] = [], docs: IndexMeta['docs'] = [], parts: Float32Array[] = [];

@@ -109,5 +109,14 @@ test('xlir encode writes the embeddings sentence-transformers computes', { skip:
     e = xlir(['encode', '--model', model, '--input', input, '--output', join(dir, 'x.npy'), '--device', 'cuda:7']);
     assert.notEqual(e.status, 0);
     assert.match(e.stderr, /cuda:7.*requested but (CUDA is unavailable|only \d+ CUDA device)/);
+    // an output folder that cannot exist (a file is in its way) is named before any encoding
+    e = xlir(['encode', '--model', model, '--input', input, '--output', join(dir, 'bad.jsonl', 'x.npy')]);
+    assert.notEqual(e.status, 0);
+    assert.match(e.stderr, /--output .*bad\.jsonl[/\\]x\.npy: cannot write in .*\(E(NOTDIR|EXIST)\)/);
+    assert.doesNotMatch(e.stderr, /encode: wrote|texts/);
+    // a folder that does not exist yet is made
+    e = xlir(['encode', '--model', model, '--input', input, '--output', join(dir, 'new', 'sub', 'x.npy'), '--max-length', '16']);
+    assert.equal(e.status, 0, e.stderr);
+    assert.ok(existsSync(join(dir, 'new', 'sub', 'x.npy')));
   });
 });

@@ -209,6 +209,19 @@ test('xlir eval --bench tatoeba: acc@1 and mAP against brute force, both directi
     /tatoeba\.ccc-eng\.ccc has 2 lines but .*tatoeba\.ccc-eng\.eng has 1/);
 });
 
+test('xlir eval: default result folders of two runs differ; another model\'s result is not overwritten', async () => {
+  const { defaultEvalOut, refuseOtherModelsResult } = await import('../src/eval-command.ts');
+  assert.equal(defaultEvalOut('tydiqa', '/r/run1/model'), join('eval', 'tydiqa-run1-model'));
+  assert.equal(defaultEvalOut('tydiqa', '/r/run1/checkpoint/model'), join('eval', 'tydiqa-run1-checkpoint-model'));
+  assert.notEqual(defaultEvalOut('xquad-r', '/r/run1/best'), defaultEvalOut('xquad-r', '/r/run2/best'));
+  assert.equal(defaultEvalOut('tatoeba', 'labse'), join('eval', `tatoeba-labse`));
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-eval-out-'));
+  refuseOtherModelsResult(join(dir, 'none'), '/m/a');  // no result yet: nothing to refuse
+  writeFileSync(join(dir, 'result.json'), JSON.stringify({ model: { path: '/m/a' } }));
+  refuseOtherModelsResult(dir, '/m/a');  // the same model's result is redone
+  assert.throws(() => refuseOtherModelsResult(dir, '/m/b'), /holds the result of another model \(\/m\/a\); pass --out/);
+});
+
 const TYDI = new URL('../../shared/data/tydiqa-goldp', import.meta.url).pathname;
 test('xlir eval --bench tydiqa (Swahili dev): mAP, R@1 and the pool against brute force', { skip: existsSync(TYDI) ? false : `../shared missing (${TYDI})` }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'xlir-tydi-'));
@@ -291,8 +304,11 @@ test('xlir index / search: a document is found by its own text', { skip: faissSt
   const r = mulberry32(4);
   const docs = Array.from({ length: 30 }, (_, i) => ({ id: `doc${i}`, lang: i % 2 ? 'sw' : 'en', text: text(r, 12) }));
   writeFileSync(join(dir, 'c.jsonl'), docs.map((d) => JSON.stringify(d)).join('\n') + '\n');
-  await runIndex({ model, corpus: join(dir, 'c.jsonl'), out: join(dir, 'i.faiss'), factory: 'Flat', prefix: '', maxLength: 32, batchSize: 8, log: () => {} });
-  const hits = await runSearch({ index: join(dir, 'i.faiss'), queries: [docs[7].text, docs[12].text], k: 3, prefix: '', maxLength: 32 });
+  // The index's folder is made (before the corpus is encoded, as an impossible one is refused then).
+  await runIndex({ model, corpus: join(dir, 'c.jsonl'), out: join(dir, 'idx', 'i.faiss'), factory: 'Flat', prefix: '', maxLength: 32, batchSize: 8, log: () => {} });
+  await assert.rejects(runIndex({ model, corpus: join(dir, 'c.jsonl'), out: join(dir, 'c.jsonl', 'i.faiss'), factory: 'Flat', prefix: '', maxLength: 32, batchSize: 8,
+    log: (l) => assert.doesNotMatch(l, /encoded/) }), /--out .*c\.jsonl[/\\]i\.faiss: cannot write in/);
+  const hits = await runSearch({ index: join(dir, 'idx', 'i.faiss'), queries: [docs[7].text, docs[12].text], k: 3, prefix: '', maxLength: 32 });
   assert.equal(hits[0][0].id, 'doc7');
   assert.equal(hits[0][0].lang, 'sw');
   assert.ok(Math.abs(hits[0][0].score - 1) < 1e-4, `self-similarity ${hits[0][0].score}`);
