@@ -3,7 +3,7 @@
 import type { Argv } from 'yargs';
 import { convertLareqaToFile } from './data/convert-lareqa.ts';
 import { convertTydiqaToFile } from './data/convert-tydiqa.ts';
-import { convertBitextToFile, tatoebaPairFiles } from './data/convert-bitext.ts';
+import { convertBitextToFile, resolveTatoebaCode, tatoebaPairFiles } from './data/convert-bitext.ts';
 import { formatConvertReport, type ConvertReport } from './data/report.ts';
 
 function done(out: string, r: ConvertReport): void {
@@ -37,13 +37,13 @@ export function convertCommands<T>(y: Argv<T>) {
         .option('a', { type: 'string', describe: 'first file (language from its extension, e.g. .deu)' })
         .option('b', { type: 'string', describe: 'second file, line-aligned with the first' })
         .option('tatoeba', { type: 'string', describe: 'or: a Tatoeba (LASER) folder, with --code' })
-        .option('code', { type: 'string', describe: 'three-letter code of the Tatoeba pair, e.g. swh' })
+        .option('code', { type: 'string', describe: 'the Tatoeba pair\'s language: its three-letter code (swh) or the language\'s code (sw)' })
         .option('out', { type: 'string', demandOption: true, describe: 'JSONL file to write' }),
       async (a) => {
         let files: [string, string];
         if (a.tatoeba) {
           if (!a.code) throw new Error('--tatoeba needs --code (e.g. --code swh for tatoeba.swh-eng.*)');
-          files = tatoebaPairFiles(a.tatoeba, a.code);
+          files = tatoebaPairFiles(a.tatoeba, resolveTatoebaCode(a.tatoeba, a.code));
         } else if (a.a && a.b) files = [a.a, a.b];
         else throw new Error('give --a FILE --b FILE, or --tatoeba DIR --code XXX');
         done(a.out, await convertBitextToFile(files[0], files[1], a.out));

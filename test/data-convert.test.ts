@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { convertBitext, convertBitextToFile, tatoebaPairFiles } from '../src/data/convert-bitext.ts';
+import { convertBitext, convertBitextToFile, resolveTatoebaCode, tatoebaPairFiles } from '../src/data/convert-bitext.ts';
 import { convertLareqa, convertLareqaToFile, lareqaRecords } from '../src/data/convert-lareqa.ts';
 import { convertTydiqa, convertTydiqaToFile, tydiqaLanguageOfFile } from '../src/data/convert-tydiqa.ts';
 import { readTrainingData, writeJsonl, type TrainingRecord } from '../src/data/format.ts';
@@ -204,6 +204,11 @@ test('Tatoeba bitext -> two-member groups per line, ISO 639-1 codes, per-pair da
   assert.equal(both.report.skippedTotal, 0);
   assert.equal(both.bitext.length, 780 + 2000);
   assert.equal(convertBitext(sw, en, { canonicalLanguages: false }).records[0].lang, 'swh');
+  // A pair is found by its own code or by the language's (convert bitext --code, eval --languages).
+  assert.equal(resolveTatoebaCode(tatoeba, 'swh'), 'swh');
+  assert.equal(resolveTatoebaCode(tatoeba, 'sw'), 'swh');
+  assert.equal(resolveTatoebaCode(tatoeba, 'el'), 'ell');
+  assert.throws(() => resolveTatoebaCode(tatoeba, 'qq'), /no pair for qq in .*\(it has 112: afr amh/);
 });
 
 test('bitext on hand-made files: a line-count mismatch names both files; empty lines drop the pair, counted', () => {

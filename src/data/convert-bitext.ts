@@ -13,7 +13,7 @@
 //   are an error naming both files: the alignment is then unknown.
 //
 // Tatoeba is an evaluation set (shared/README.md): do not report Tatoeba accuracy after training on it.
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { writeJsonl, type BitextRecord } from './format.ts';
 import { canonicalLanguage, isKnownLanguage } from './languages.ts';
@@ -87,6 +87,25 @@ export function convertBitext(fileA: string, fileB: string, opts: ConvertBitextO
 /** The two files of a Tatoeba (LASER) pair, `tatoeba.xxx-eng.xxx` and `tatoeba.xxx-eng.eng`. */
 export function tatoebaPairFiles(dir: string, code: string): [string, string] {
   return [join(dir, `tatoeba.${code}-eng.${code}`), join(dir, `tatoeba.${code}-eng.eng`)];
+}
+
+/** The codes of the Tatoeba pairs in `dir` (`tatoeba.<code>-eng.<code>`), sorted. */
+export function tatoebaCodes(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).map((f) => /^tatoeba\.([a-z]{3})-eng\.\1$/.exec(f)?.[1]).filter((c): c is string => !!c && c !== 'eng').sort();
+}
+
+/**
+ * The code of `code`'s pair in `dir`: itself, or the pair of the same language under another code
+ * (sw finds swh, el ell), so that `xlir convert bitext` and `xlir eval --bench tatoeba` take the
+ * same names. An absent language is an error listing what the folder has.
+ */
+export function resolveTatoebaCode(dir: string, code: string): string {
+  const present = tatoebaCodes(dir);
+  const found = present.includes(code) ? code : present.find((p) => canonicalLanguage(p) === canonicalLanguage(code));
+  if (found === undefined)
+    throw new Error(`Tatoeba: no pair for ${code} in ${dir} (${present.length ? `it has ${present.length}: ${present.slice(0, 12).join(' ')}${present.length > 12 ? ' ...' : ''}` : 'no tatoeba.xxx-eng.xxx file there'})`);
+  return found;
 }
 
 /** Entry point for a CLI: converts and writes `out` (JSONL, atomically); returns the report. */

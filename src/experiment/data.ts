@@ -4,12 +4,12 @@
 // - the tokenizer of a from-scratch model (`<out>/tokenizer/tokenizer.json`),
 // - the evaluation sets, read into memory once and shared by every cell.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readTrainingData, writeJsonl, type TrainingRecord } from '../data/format.ts';
 import { lareqaRecords } from '../data/convert-lareqa.ts';
 import { convertTydiqa } from '../data/convert-tydiqa.ts';
-import { tatoebaPairFiles } from '../data/convert-bitext.ts';
+import { resolveTatoebaCode, tatoebaCodes, tatoebaPairFiles } from '../data/convert-bitext.ts';
 import { canonicalLanguage, TYDI_LANGUAGE_NAMES } from '../data/languages.ts';
 import { readLareqaDir, splitArticles } from '../data/lareqa.ts';
 import { lareqaSides, type Side } from '../eval/lareqa-eval.ts';
@@ -128,13 +128,8 @@ export function tydiqaLanguages(dir: string): string[] {
 /** Tatoeba pairs in `dir` (`tatoeba.<code>-eng.<code>` / `.eng`), by their 3-letter codes. */
 export function tatoebaEvalSet(dir: string, codes: string[]): BitextEvalSet {
   const files: Record<string, string> = {};
-  // A code the folder does not have by that name is looked up by language: sw finds swh, el ell.
-  const present = tatoebaCodes(dir);
-  const resolveCode = (c: string) => present.includes(c) ? c : present.find((p) => canonicalLanguage(p) === canonicalLanguage(c)) ?? c;
-  const pairs = codes.map(resolveCode).map((code) => {
+  const pairs = codes.map((c) => resolveTatoebaCode(dir, c)).map((code) => {
     const [a, b] = tatoebaPairFiles(dir, code);
-    if (!present.includes(code))
-      throw new Error(`Tatoeba: no pair for ${code} in ${dir} (${present.length ? `it has ${present.length}: ${present.slice(0, 12).join(' ')}${present.length > 12 ? ' ...' : ''}` : 'no tatoeba.xxx-eng.xxx file there'})`);
     for (const f of [a, b]) if (!existsSync(f)) throw new Error(`Tatoeba: ${f} not found`);
     const src = readLines(a), eng = readLines(b);
     if (src.length !== eng.length) throw new Error(`Tatoeba: ${a} has ${src.length} lines but ${b} has ${eng.length} (line i of one translates line i of the other)`);
@@ -146,11 +141,7 @@ export function tatoebaEvalSet(dir: string, codes: string[]): BitextEvalSet {
   return { kind: 'bitext', name: 'tatoeba', dir, files, pairs };
 }
 
-/** The codes of the Tatoeba pairs in `dir`, sorted. */
-export function tatoebaCodes(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir).map((f) => /^tatoeba\.([a-z]{3})-eng\.\1$/.exec(f)?.[1]).filter((c): c is string => !!c && c !== 'eng').sort();
-}
+export { tatoebaCodes };
 
 function readLines(file: string): string[] {
   const t = readFileSync(file, 'utf8').replace(/^\uFEFF/, '');
