@@ -27,7 +27,11 @@
 // passage language by those of the remaining languages; with fully parallel data the query language
 // then follows the target exactly.
 // A usable group has a member in a training language; when the mixture has only X-Y batches
-// (mode 'cross', or alpha 0, with no multilingual ones) it also needs two languages.
+// (mode 'cross', or alpha 0, with no multilingual ones) it also needs two languages. A dataset with
+// fewer translated groups than a batch (a monolingual one, such as TyDi QA beside XQuAD-R) takes
+// part in a mixture with X-Y batches all the same: its X-Y draws become mono batches (so with
+// alpha 0.5 it gives only mono batches, and the share of X-Y batches overall is that of the
+// translated datasets' batches); only a mixture of X-Y batches alone refuses it.
 //
 // Epochs and coverage. Each dataset keeps an epoch order: a seeded permutation of its groups. A batch
 // takes, in order, the first groups of the remaining order that it can use (a mono batch needs its
@@ -49,6 +53,16 @@
 // two pairs from one group would be false negatives of each other; languages are drawn as for X-Y
 // triplets, with the pool's language counts.
 //
+// Shared passages. Items may carry a `conflict` key (the caller's: the positive passage's language
+// and text, or a bitext sentence's); two groups whose members share a key never meet in one batch
+// or one batch's alignment pairs: the passage of one would be a false negative of the other's query,
+// in that language and, through its translations, in the others (SQuAD-derived sets such as
+// XQuAD-R ask several questions about one sentence), the case of sentence-transformers'
+// NoDuplicatesBatchSampler. A batch takes the first usable groups of its order that share no key
+// with the ones it has already taken; a group skipped for that waits in the order like any other.
+// Since the first group of a set of groups linked by shared keys is always taken, construction
+// counts such sets, not groups, when it checks that a batch can be filled.
+//
 // Held-out languages (zero-shot evaluation languages, e.g. el and vi on XQuAD-R) are removed before
 // anything else: they never appear in a triplet or an alignment pair, a group keeps its other
 // members, and a dataset with nothing left is dropped.
@@ -65,6 +79,8 @@ export interface Item {
   group: string;
   lang: string;
   dataset: string;
+  /** Groups whose items share a key never share a batch (see the opening comment). */
+  conflict?: string;
 }
 
 export interface SamplerData {
@@ -184,6 +200,8 @@ class Rng {
 interface Group {
   lang: number[];
   item: number[];
+  /** Conflict keys shared with another group (ids); empty for most groups. */
+  keys: number[];
 }
 
 /** An epoch order over a pool of groups 0..size-1 (see the opening comment). */
@@ -192,12 +210,15 @@ class GroupQueue {
   private head = 0;
   constructor(readonly size: number, public epoch = 0, private order: number[] = []) {}
 
-  /** The first k usable groups of the remaining order, removed from it; a new epoch when fewer are left. */
-  take(k: number, usable: (g: number) => boolean, rng: Rng): number[] {
-    let picked = this.pick(k, usable);
+  /**
+   * The first k usable groups of the remaining order that share no conflict key, removed from it; a
+   * new epoch when fewer are left.
+   */
+  take(k: number, usable: (g: number) => boolean, keys: (g: number) => readonly number[], rng: Rng): number[] {
+    let picked = this.pick(k, usable, keys);
     if (!picked) {
       this.newEpoch(rng);
-      picked = this.pick(k, usable);
+      picked = this.pick(k, usable, keys);
       // Construction checks that every drawable batch type has k usable groups in every dataset.
       if (!picked) throw new Error(`sampler: fewer than ${k} groups usable in a whole epoch`);
     }
@@ -206,10 +227,16 @@ class GroupQueue {
 
   // Scans from the head; the groups it skipped move up behind the taken ones, keeping their order,
   // so a batch costs what it scans rather than the length of the order.
-  private pick(k: number, usable: (g: number) => boolean): number[] | null {
-    const o = this.order, picked: number[] = [], skipped: number[] = [];
+  private pick(k: number, usable: (g: number) => boolean, keys: (g: number) => readonly number[]): number[] | null {
+    const o = this.order, picked: number[] = [], skipped: number[] = [], taken = new Set<number>();
+    const free = (g: number) => {
+      const ks = keys(g);
+      if (ks.some((x) => taken.has(x))) return false;
+      for (const x of ks) taken.add(x);
+      return true;
+    };
     let i = this.head;
-    for (; i < o.length && picked.length < k; i++) (usable(o[i]) ? picked : skipped).push(o[i]);
+    for (; i < o.length && picked.length < k; i++) (usable(o[i]) && free(o[i]) ? picked : skipped).push(o[i]);
     if (picked.length < k) return null;
     this.head = i - skipped.length;
     skipped.forEach((g, j) => (o[this.head + j] = g));
@@ -256,6 +283,8 @@ interface Pool {
   /** Added to a member's item index to make the index the batch reports. */
   offset: number;
   queue: GroupQueue;
+  /** A dataset with too few translated groups for an X-Y batch: its X-Y draws become mono batches. */
+  monoOnly?: boolean;
 }
 
 interface Resolved {
@@ -311,6 +340,7 @@ function checkItems(items: readonly Item[], what: string): void {
   items.forEach((it, i) => {
     for (const f of ['group', 'lang', 'dataset'] as const)
       if (typeof it?.[f] !== 'string' || it[f] === '') throw new Error(`sampler: ${what}[${i}].${f} must be a non-empty string, got ${JSON.stringify(it?.[f])}`);
+    if (it.conflict !== undefined && typeof it.conflict !== 'string') throw new Error(`sampler: ${what}[${i}].conflict must be a string when given, got ${JSON.stringify(it.conflict)}`);
   });
 }
 
@@ -328,7 +358,7 @@ function groupItems(items: readonly Item[], langId: Map<string, number>, train: 
   const byKey = new Map<string, { dataset: string; first: number; all: Group }>();
   items.forEach((it, i) => {
     let e = byKey.get(it.group);
-    if (!e) byKey.set(it.group, (e = { dataset: it.dataset, first: i, all: { lang: [], item: [] } }));
+    if (!e) byKey.set(it.group, (e = { dataset: it.dataset, first: i, all: { lang: [], item: [], keys: [] } }));
     if (e.dataset !== it.dataset) throw groupError(what, e.first, i, it.group, `spans datasets ${JSON.stringify(e.dataset)} and ${JSON.stringify(it.dataset)}`);
     const l = langId.get(it.lang)!, twin = e.all.lang.indexOf(l);
     if (twin >= 0) throw groupError(what, e.all.item[twin], i, it.group, `has two items in language ${JSON.stringify(it.lang)}`);
@@ -336,14 +366,50 @@ function groupItems(items: readonly Item[], langId: Map<string, number>, train: 
     e.all.item.push(i);
   });
   const byDataset = new Map<string, Group[]>();
+  // Conflict keys of the training members, as ids; a key only one group has is dropped.
+  const keyId = new Map<string, number>(), holders: number[] = [];
   for (const { dataset, all } of byKey.values()) {
-    const g: Group = { lang: [], item: [] };
-    for (let k = 0; k < all.lang.length; k++) if (all.lang[k] < train) (g.lang.push(all.lang[k]), g.item.push(all.item[k]));
+    const g: Group = { lang: [], item: [], keys: [] };
+    for (let k = 0; k < all.lang.length; k++) {
+      if (all.lang[k] >= train) continue;
+      g.lang.push(all.lang[k]);
+      g.item.push(all.item[k]);
+      const c = items[all.item[k]].conflict;
+      if (c === undefined) continue;
+      let id = keyId.get(c);
+      if (id === undefined) (keyId.set(c, (id = holders.length)), holders.push(0));
+      if (!g.keys.includes(id)) (g.keys.push(id), holders[id]++);
+    }
     if (g.lang.length === 0) continue;
     if (!byDataset.has(dataset)) byDataset.set(dataset, []);
     byDataset.get(dataset)!.push(g);
   }
+  for (const gs of byDataset.values()) for (const g of gs) g.keys = g.keys.filter((id) => holders[id] > 1);
   return byDataset;
+}
+
+/**
+ * How many of the groups that pass `filter` a batch can surely take together: the sets of them
+ * linked by shared conflict keys (a batch's scan always takes the first group of each set).
+ */
+function separableCount(groups: Group[], filter: (g: Group) => boolean): number {
+  const parent = Int32Array.from(groups, (_, i) => i);
+  const find = (x: number) => {
+    while (parent[x] !== x) x = parent[x] = parent[parent[x]];
+    return x;
+  };
+  const firstWith = new Map<number, number>();
+  let n = 0;
+  groups.forEach((g, i) => {
+    if (!filter(g)) return;
+    n++;
+    for (const k of g.keys) {
+      const f = firstWith.get(k);
+      if (f === undefined) firstWith.set(k, i);
+      else if (find(i) !== find(f)) (parent[find(i)] = find(f), n--);
+    }
+  });
+  return n;
 }
 
 /** Records per language id; since a group has at most one member per language, also groups per language. */
@@ -370,6 +436,8 @@ function fingerprint(r: Resolved, languages: readonly string[], pools: Pool[]): 
       for (const x of [...g.lang, ...g.item]) flat[at++] = x;
     }
     h.update(`\n${p.name} ${p.offset}\n`).update(flat);
+    // Conflict keys only where there are any, so that the states of data without them stay valid.
+    if (p.groups.some((g) => g.keys.length)) h.update(JSON.stringify(p.groups.map((g) => g.keys)));
   }
   return h.digest('hex').slice(0, 16);
 }
@@ -384,6 +452,13 @@ export class BatchSampler {
   private readonly align: Pool | null;
   private readonly fingerprint: string;
   private batches = 0;
+  /** Groups that share a conflict key with another (kept apart in batches); 0 when none do. */
+  readonly separatedGroups: number;
+
+  /** Datasets whose X-Y draws become mono batches (too few translated groups for X-Y). */
+  get monoOnlyDatasets(): string[] {
+    return this.datasets.filter((d) => d.monoOnly).map((d) => d.name);
+  }
 
   constructor(data: SamplerData, options: SamplerOptions) {
     const o = (this.o = resolveOptions(options));
@@ -411,17 +486,22 @@ export class BatchSampler {
       // In a cross-only mix a one-language group can serve no batch: it is no part of the data.
       const groups = byDataset.get(name)!.filter((g) => !crossOnly || g.lang.length >= 2);
       const where = `dataset ${JSON.stringify(name)}`;
-      if (groups.length < B)
-        throw new Error(`sampler: ${where} has ${groups.length} usable groups${crossOnly ? ' (with two or more languages, as X-Y needs)' : ''}, fewer than batchSize ${B}`);
+      // Groups that share a passage count once (the opening comment): the counts are of what a batch can hold.
+      const shared = groups.some((g) => g.keys.length > 0) ? ' (groups sharing a passage count once)' : '';
+      const all = separableCount(groups, () => true);
+      if (all < B)
+        throw new Error(`sampler: ${where} has ${all} usable groups${crossOnly ? ' (with two or more languages, as X-Y needs)' : ''}${shared}, fewer than batchSize ${B}`);
+      const multi = separableCount(groups, (g) => g.lang.length >= 2);
+      // Monolingual data (TyDi QA, say) beside parallel data: where an X-Y batch cannot be filled,
+      // that dataset's X-Y draws become mono batches, so its batches need only what mono ones need.
+      const monoOnly = crossP > 0 && multi < B;
       const counts = languageCounts(groups, L);
-      if (monoP > 0) counts.forEach((have, l) => {
-        if (have > 0 && have < B)
-          throw new Error(`sampler: ${where} has ${have} groups in language "${this.languages[l]}", fewer than batchSize ${B}, so it cannot fill a mono batch: hold the language out, lower batchSize, or use a mode without mono batches`);
+      if (monoP > 0 || monoOnly) counts.forEach((n, l) => {
+        const have = n > 0 ? separableCount(groups, (g) => g.lang.includes(l)) : 0;
+        if (n > 0 && have < B)
+          throw new Error(`sampler: ${where} has ${have} groups in language "${this.languages[l]}"${shared}, fewer than batchSize ${B}, so it cannot fill a mono batch: hold the language out, lower batchSize, or use a mode without mono batches`);
       });
-      const multi = groups.filter((g) => g.lang.length >= 2).length;
-      if (crossP > 0 && multi < B)
-        throw new Error(`sampler: ${where} has ${multi} groups with two or more languages, fewer than batchSize ${B}, so it cannot fill an X-Y batch`);
-      return { name, groups, weight: languageWeights(counts, o.languageTemperature), offset: 0, queue: new GroupQueue(groups.length) };
+      return { name, groups, weight: languageWeights(counts, o.languageTemperature), offset: 0, queue: new GroupQueue(groups.length), ...(monoOnly ? { monoOnly } : {}) };
     });
     if (this.datasets.length === 0) throw new Error(`sampler: no records left after holding out ${o.heldOutLanguages.join(', ')}`);
 
@@ -429,14 +509,18 @@ export class BatchSampler {
     if (o.alignmentPairs > 0) {
       const source = useBitext ? groupItems(data.bitext!, langId, L, 'bitext') : byDataset;
       const groups = [...source.values()].flat().filter((g) => g.lang.length >= 2);
-      if (groups.length < o.alignmentPairs)
-        throw new Error(`sampler: alignmentPairs ${o.alignmentPairs} needs as many ${useBitext ? 'bitext' : 'record'} groups with two or more languages; there are ${groups.length}`);
+      const n = separableCount(groups, () => true);
+      if (n < o.alignmentPairs)
+        throw new Error(`sampler: alignmentPairs ${o.alignmentPairs} needs as many ${useBitext ? 'bitext' : 'record'} groups with two or more languages; there are ${n}` +
+          (n < groups.length ? ' (groups sharing a text count once)' : ''));
       this.align = {
         name: 'alignment', groups, weight: languageWeights(languageCounts(groups, L), o.languageTemperature),
         offset: useBitext ? data.records.length : 0, queue: new GroupQueue(groups.length),
       };
     }
-    this.fingerprint = fingerprint(o, this.languages, this.align ? [...this.datasets, this.align] : this.datasets);
+    const pools = this.align ? [...this.datasets, this.align] : this.datasets;
+    this.fingerprint = fingerprint(o, this.languages, pools);
+    this.separatedGroups = pools.reduce((n, p) => n + p.groups.filter((g) => g.keys.length > 0).length, 0);
     this.rng = new Rng(o.seed);
   }
 
@@ -468,18 +552,19 @@ export class BatchSampler {
   next(): Batch {
     const rng = this.rng, B = this.o.batchSize;
     const d = this.datasets[rng.pick(this.datasets.length, (i) => this.datasets[i].groups.length)];
-    const mode = BATCH_MODES[rng.pick(3, (i) => this.mix[i])];
+    const drawn = BATCH_MODES[rng.pick(3, (i) => this.mix[i])];
+    const mode = drawn === 'cross' && d.monoOnly ? 'mono' : drawn;
     let triplets: Triplet[];
     let language: string | undefined;
     if (mode === 'mono') {
       const l = rng.pick(this.languages.length, (i) => d.weight[i]);
       language = this.languages[l];
-      triplets = d.queue.take(B, (g) => d.groups[g].lang.includes(l), rng).map((g) => {
+      triplets = d.queue.take(B, (g) => d.groups[g].lang.includes(l), (g) => d.groups[g].keys, rng).map((g) => {
         const r = d.groups[g].item[d.groups[g].lang.indexOf(l)];
         return { query: r, positive: r };
       });
     } else {
-      const ids = d.queue.take(B, mode === 'cross' ? (g) => d.groups[g].lang.length >= 2 : () => true, rng);
+      const ids = d.queue.take(B, mode === 'cross' ? (g) => d.groups[g].lang.length >= 2 : () => true, (g) => d.groups[g].keys, rng);
       triplets = ids.map((g) => {
         const [q, p] = this.members(d, d.groups[g], mode === 'cross');
         return { query: q, positive: p };
@@ -489,7 +574,7 @@ export class BatchSampler {
     if (language !== undefined) batch.language = language;
     const a = this.align;
     if (a) {
-      batch.alignment = a.queue.take(this.o.alignmentPairs, () => true, this.rng).map((g) => {
+      batch.alignment = a.queue.take(this.o.alignmentPairs, () => true, (g) => a.groups[g].keys, this.rng).map((g) => {
         const [x, y] = this.members(a, a.groups[g], true);
         return { a: x, b: y };
       });

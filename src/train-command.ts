@@ -18,7 +18,7 @@ import { ContrastiveTrainer } from './trainer.ts';
 import { LearnedScale } from './temperature.ts';
 import { recoverDir, replaceDir, tmpDirFor } from './atomic-dir.ts';
 import { tokenizeAll, type TokenStore } from './token-cache.ts';
-import { assembleBatch, assertSameRun, assertSameSettings, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
+import { assembleBatch, assertSameRun, assertSameSettings, checkpointRunKey, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
 import { readTrainingData, type BitextRecord, type ReadReport, type TrainingRecord } from './data/format.ts';
 import { BatchSampler, type SamplerOptions } from './sampler.ts';
 import { buildWordPieceTokenizerJson, TextTokenizer } from './tokenizer.ts';
@@ -129,9 +129,12 @@ export function samplerOptions(c: TrainConfig, seed: number, batchSize = c.batch
   };
 }
 
-const items = (s: { records: TrainingRecord[]; bitext: BitextRecord[] }) => ({
-  records: s.records.map(({ group, lang, dataset }) => ({ group, lang, dataset })),
-  bitext: s.bitext.map(({ group, lang, dataset }) => ({ group, lang, dataset })),
+// The sampler's view of the data; with --shared-positives separate, a pair's positive passage (and a
+// bitext line's text) in its language is its conflict key: two groups that share one never meet in
+// a batch (sampler.ts).
+const items = (s: { records: TrainingRecord[]; bitext: BitextRecord[] }, separate: boolean) => ({
+  records: s.records.map(({ group, lang, dataset, positive }) => ({ group, lang, dataset, ...(separate ? { conflict: `${lang}\u0000${positive}` } : {}) })),
+  bitext: s.bitext.map(({ group, lang, dataset, text }) => ({ group, lang, dataset, ...(separate ? { conflict: `${lang}\u0000${text}` } : {}) })),
 });
 
 export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<TrainSummary> {
@@ -186,8 +189,11 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
     log(`tokens: ${trainData.queries.ids.length + trainData.passages.ids.length} training tokens ` +
       `(${trainData.queries.fromCache && trainData.passages.fromCache ? 'from the cache' : 'tokenized'} in ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 
-    const trainItems = items(train);
+    const separate = c.sharedPositives === 'separate';
+    const trainItems = items(train, separate);
     let sampler = new BatchSampler(trainItems, samplerOptions(c, c.seed));
+    if (sampler.separatedGroups) log(`batches: ${sampler.separatedGroups} groups share a positive passage (or bitext text) with another; no batch holds two of them (--shared-positives allow lets it)`);
+    for (const d of sampler.monoOnlyDatasets) log(`batches: dataset ${d} has too few translated pairs for X-Y batches; its X-Y draws are mono batches`);
     // An epoch uses each parallel group once (sampler.ts), so it is groups / batch size batches.
     const batchesPerEpoch = Math.max(1, Math.floor(new Set(train.records.map((r) => `${r.dataset}\u0000${r.group}`)).size / c.batchSize));
     const steps = c.steps || Math.max(1, Math.ceil(c.epochs * batchesPerEpoch));
@@ -206,7 +212,7 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
         // Alignment pairs come from distinct groups, so a small split allows fewer of them.
         const vo = samplerOptions(c, c.seed + 1, vb);
         vo.alignmentPairs = Math.min(vo.alignmentPairs ?? 0, vb);
-        const vs = new BatchSampler(items(val), vo);
+        const vs = new BatchSampler(items(val, separate), vo);
         for (let i = 0; i < c.validationBatches; i++) validation.push(assembleBatch(vs.next(), valData, c.hardNegatives, c.alignmentTexts));
         if (vb < c.batchSize) log(`validation: batches of ${vb} (the smallest language of the held-out groups)`);
       }
@@ -217,10 +223,17 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
     const trainer = new ContrastiveTrainer(enc, { ...adam, weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm, sparseEmbeddings: c.sparseEmbeddings },
       { scale: 1 / c.temperature, symmetric: c.symmetric, alignmentWeight: c.alignmentWeight, learnedScale }, c.subBatchSize);
     // Everything that defines the run's numbers; a checkpoint of another run is refused on resume.
-    const [key, ...earlierKeys] = definings.map((defining) => runKey({
+    const keysOf = (separated: number) => definings.map((defining) => runKey({
       defining, steps, train: [trainData.queries.key, trainData.passages.key], val: valData && [valData.queries.key, valData.passages.key],
+      // Only where groups were kept apart, so that other runs keep the keys they had before.
+      ...(separated ? { separated } : {}),
     }));
+    const [key, ...earlierKeys] = keysOf(sampler.separatedGroups);
     // Nothing of this run is written until its checkpoint, if any, is known to be this run's.
+    const had = checkpointRunKey(c.out);
+    if (had !== null && sampler.separatedGroups && ![key, ...earlierKeys].includes(had) && keysOf(0).includes(had))
+      throw new Error(`${join(c.out, 'checkpoint')} was written by a run whose batches could hold two pairs with the same positive passage; ` +
+        'resume it with --shared-positives allow, or start afresh with --overwrite');
     assertSameRun(c.out, key, earlierKeys);
     writeJsonAtomic(join(c.out, 'data-report.json'), reports);
     const now = new Date().toISOString();

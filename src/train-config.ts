@@ -12,6 +12,8 @@ export const BATCHING = ['mono', 'cross', 'hybrid', 'multilingual'] as const;
 export type Batching = (typeof BATCHING)[number];
 export const ALIGNMENT_TEXTS = ['queries', 'passages'] as const;
 export type AlignmentTexts = (typeof ALIGNMENT_TEXTS)[number];
+export const SHARED_POSITIVES = ['separate', 'allow'] as const;
+export type SharedPositives = (typeof SHARED_POSITIVES)[number];
 
 /** From-scratch model sizes (layers, hidden, heads, FFN); base is the XLM-R/LaBSE shape. */
 export const SCRATCH_SIZES = {
@@ -42,6 +44,8 @@ export interface TrainConfig {
   alignmentPairs: number;
   /** What the alignment term compares when it takes its pairs from the records' groups. */
   alignmentTexts: AlignmentTexts;
+  /** 'separate': groups with the same positive passage (or bitext text) never share a batch. */
+  sharedPositives: SharedPositives;
   batchSize: number;
   subBatchSize: number;
   hardNegatives: number;
@@ -107,7 +111,7 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('tokenizer', { type: 'string', describe: 'tokenizer.json, or a WordPiece vocab.txt to build one from (with --scratch)' })
     .option('lowercase', { type: 'boolean', default: false, describe: 'lowercase (and strip accents) when building from vocab.txt' })
     .option('pooling', { choices: ['cls', 'mean', 'pooler'] as const, describe: 'sentence pooling (default: the folder\'s; mean for --scratch)' })
-    .group(['batching', 'alpha', 'multilingual-fraction', 'language-temperature', 'alignment-weight', 'alignment-pairs', 'alignment-texts', 'batch-size', 'sub-batch-size', 'hard-negatives'], 'Batches (METHOD.md sections 3-4):')
+    .group(['batching', 'alpha', 'multilingual-fraction', 'language-temperature', 'alignment-weight', 'alignment-pairs', 'alignment-texts', 'shared-positives', 'batch-size', 'sub-batch-size', 'hard-negatives'], 'Batches (METHOD.md sections 3-4):')
     .option('batching', { choices: BATCHING, default: 'hybrid' as const, describe: 'mono: X-X-mono batches; cross: X-Y; hybrid: mono with probability --alpha, else X-Y; multilingual: query and passage languages drawn independently' })
     .option('alpha', { type: 'number', default: 0.5, describe: 'probability of a mono batch in hybrid batching (the paper: 0.5)' })
     .option('multilingual-fraction', { type: 'number', default: 0, describe: 'with hybrid: fraction of batches that are multilingual instead' })
@@ -115,6 +119,7 @@ export function trainOptions<T>(y: Argv<T>) {
     .option('alignment-weight', { type: 'number', default: 0, describe: 'weight of the parallel-alignment InfoNCE term (0: off)' })
     .option('alignment-pairs', { type: 'number', default: 0, describe: 'translation pairs per batch for the alignment term (0 with a weight > 0: the batch size)' })
     .option('alignment-texts', { choices: ALIGNMENT_TEXTS, default: 'queries' as const, describe: 'what the alignment term pairs when it draws translations from the records\' groups: their queries, or their positive passages (bitext lines, when the data has them, are used instead of either)' })
+    .option('shared-positives', { choices: SHARED_POSITIVES, default: 'separate' as const, describe: 'separate: two pairs with the same positive passage in a language (several questions about one sentence, as in XQuAD-R and TyDi QA), or two bitext lines with the same text, never share a batch, where each would be a false negative of the other; allow: batches ignore it, as xlir did before this option' })
     .option('batch-size', { type: 'number', default: 100, describe: 'triplets per batch (the paper: 100); memory does not grow with it, see --sub-batch-size' })
     .option('sub-batch-size', { type: 'number', default: 64, describe: 'sequences per engine pass (gradient caching); 0: the whole batch at once' })
     .option('hard-negatives', { type: 'number', default: 0, describe: 'hard negatives per query, from the records\' negatives' })
@@ -209,6 +214,7 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
     device: a.device, activationRecompute: a['activation-recompute'], threads: a.threads, seed: a.seed, cacheDir: a['cache-dir'],
     // Last: options added after runs existed (definingConfigs).
     learnTemperature: a['learn-temperature'], temperatureLr: a['temperature-lr'] ?? a.lr, alignmentTexts: a['alignment-texts'],
+    sharedPositives: a['shared-positives'],
   };
 }
 
@@ -227,7 +233,9 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
  * --checkpoint-every, which every key had until it was taken out.
  */
 export function definingConfigs(c: TrainConfig): Record<string, unknown>[] {
-  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, learnTemperature, temperatureLr, alignmentTexts, ...withSparse } = c;
+  // sharedPositives changes batches only where the data has shared passages, so it enters the run
+  // key with the data (train-command.ts), and a run on data without them keeps its key.
+  const { out: _o, overwrite: _w, threads: _t, cacheDir: _c, device: _d, activationRecompute: _r, sharedPositives: _s, learnTemperature, temperatureLr, alignmentTexts, ...withSparse } = c;
   const { sparseEmbeddings, ...rest } = withSparse;
   const withCheckpointEvery = {
     ...rest, ...(sparseEmbeddings ? { sparseEmbeddings } : {}), ...(learnTemperature ? { learnTemperature, temperatureLr } : {}),

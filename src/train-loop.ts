@@ -173,6 +173,11 @@ export function assertSameSettings(dir: string, definings: Record<string, unknow
     'rerun with its settings to resume it, or use another --out folder, or --overwrite to start afresh');
 }
 
+/** The run key of the checkpoint in `dir`, or null when there is none. */
+export function checkpointRunKey(dir: string): string | null {
+  return checkpointState(dir)?.runKey ?? null;
+}
+
 /** The run-key check: a checkpoint of this run (same settings, data, tokenization and step count) or none. */
 export function assertSameRun(dir: string, key: string, earlierKeys: string[] = []): void {
   const st = checkpointState(dir);

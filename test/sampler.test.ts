@@ -355,8 +355,13 @@ test('bad options and data give clear errors', () => {
   // X-Y batches need groups with two languages.
   const mono = RECORDS.filter((r) => r.lang === 'en');
   assert.throws(make({ mode: 'cross' }, mono), /dataset "big" has 0 usable groups \(with two or more languages, as X-Y needs\)/);
-  assert.throws(make({ mode: 'hybrid' }, mono), /dataset "big" has 0 groups with two or more languages, fewer than batchSize 8, so it cannot fill an X-Y batch/);
   assert.doesNotThrow(make({ mode: 'mono' }, mono));
+  // A mixture with mono batches takes a monolingual dataset: its X-Y draws are mono (the next test).
+  assert.doesNotThrow(make({ mode: 'hybrid' }, mono));
+  // Groups sharing a passage count once: every small/sw group sharing one key leaves one.
+  const oneKey = RECORDS.map((r) => (r.dataset === 'small' && r.lang === 'sw' ? { ...r, conflict: 'the same passage' } : r));
+  assert.throws(make({}, oneKey), /dataset "small" has 1 groups in language "sw" \(groups sharing a passage count once\), fewer than batchSize 8/);
+  assert.throws(make({}, [...RECORDS.slice(1), { ...RECORDS[0], conflict: 7 } as unknown as Item]), /records\[\d+\]\.conflict must be a string when given, got 7/);
   // Data.
   const twin = [...RECORDS, { ...RECORDS[0] }];
   assert.throws(make({}, twin), new RegExp(`records 0 and ${RECORDS.length}: group "${RECORDS[0].group}" has two items in language "${RECORDS[0].lang}"`));
@@ -366,4 +371,79 @@ test('bad options and data give clear errors', () => {
   assert.throws(make({ heldOutLanguages: ['en', 'de', 'es', 'fr', 'ru', 'zh', 'ar', 'hi', 'th', 'tr', 'vi', 'sw', 'el'] }), /no records left after holding out/);
   assert.throws(make({ alignmentPairs: 1000 }), /alignmentPairs 1000 needs as many record groups with two or more languages; there are \d+/);
   assert.throws(make({ alignmentPairs: 1000 }, RECORDS, BITEXT), /alignmentPairs 1000 needs as many bitext groups/);
+});
+
+// Groups that share a passage (SQuAD-style sets ask several questions about one sentence) are false
+// negatives of each other: no batch holds two of them, in any mode or language, nor do one batch's
+// alignment pairs; the epoch guarantees hold; and keys no other group shares change nothing.
+test('groups sharing a conflict key never meet in a batch; epochs still cover every group', () => {
+  // big: groups 3k, 3k+1, 3k+2 (k < 100) share their passage in every language; bitext: pairs of groups share a text.
+  const shareOf = (g: string) => {
+    const [ds, n] = [g.slice(0, g.lastIndexOf('-')), Number(g.slice(g.lastIndexOf('-') + 1))];
+    return ds === 'big' && n < 300 ? `big-p${Math.floor(n / 3)}` : ds === 'tatoeba' ? `t${Math.floor(n / 2)}` : null;
+  };
+  const keyed = (items: Item[]) => items.map((it) => {
+    const k = shareOf(it.group);
+    return k === null ? it : { ...it, conflict: `${it.lang}\u0000${k}` };
+  });
+  const records = keyed(RECORDS), bitext = keyed(BITEXT);
+  // Two groups conflict when their (training-language) members share a key: a passage in one language.
+  const keysOf = new Map<string, string[]>();
+  for (const it of [...records, ...bitext]) if (it.conflict && !HELD_OUT.includes(it.lang)) keysOf.set(it.group, [...(keysOf.get(it.group) ?? []), it.conflict]);
+  const clash = (groups: string[]) => {
+    const ks = groups.flatMap((g) => keysOf.get(g) ?? []);
+    return new Set(ks).size < ks.length;
+  };
+  const o: SamplerOptions = { seed: 5, batchSize: 12, multilingualFraction: 0.3, heldOutLanguages: HELD_OUT, alignmentPairs: 6 };
+  const s = new BatchSampler({ records, bitext }, o);
+  assert.ok(s.separatedGroups > 250, `${s.separatedGroups} groups kept apart`);
+  const perEpoch = new Map<string, Set<string>>(), used = new Set<string>();
+  let together = 0;
+  for (let i = 0; i < 1500; i++) {
+    const b = s.next();
+    assert.ok(!clash(b.triplets.map((t) => records[t.query].group)), `batch ${i} (${b.mode}) holds two groups of one passage`);
+    assert.ok(!clash(b.alignment!.map((p) => bitext[p.a - records.length].group)), `batch ${i}: two alignment pairs of one text`);
+    const key = `${b.dataset}/${b.epoch}`, set = perEpoch.get(key) ?? new Set<string>();
+    for (const t of b.triplets) {
+      const g = records[t.query].group;
+      assert.ok(!set.has(g), `group ${g} twice in epoch ${key}`);
+      set.add(g);
+      used.add(g);
+    }
+    perEpoch.set(key, set);
+    const q = s.getState().datasets[b.dataset];
+    assert.equal(q.used + q.order.length, q.groups, `epoch ${key} holds every group`);
+  }
+  for (const [, groups] of groupsOf(RECORDS)) for (const g of groups.keys()) assert.ok(used.has(g), `group ${g} never used`);
+  // Without the keys the same sampler puts groups of one passage together (the check above can fail).
+  const plain = new BatchSampler({ records: RECORDS, bitext: BITEXT }, o);
+  for (let i = 0; i < 300; i++) {
+    if (clash(plain.next().triplets.map((t) => RECORDS[t.query].group))) together++;
+  }
+  assert.ok(together > 0, 'no batch of the unkeyed sampler held two groups of one passage: the test shows nothing');
+  // Keys that no two groups share: the same batches and state as no keys.
+  const unique = RECORDS.map((it) => ({ ...it, conflict: `${it.lang}\u0000${it.group}` }));
+  const a = new BatchSampler({ records: unique }, { ...o, alignmentPairs: 0 }), b = new BatchSampler({ records: RECORDS }, { ...o, alignmentPairs: 0 });
+  assert.deepEqual(draw(a, 200), draw(b, 200));
+  assert.deepEqual(a.getState(), b.getState());
+  assert.equal(a.separatedGroups, 0);
+  // A resumed sampler with keys continues exactly.
+  const ref = draw(new BatchSampler({ records, bitext }, o), 120);
+  const first = new BatchSampler({ records, bitext }, o);
+  draw(first, 50);
+  assert.deepEqual(draw(BatchSampler.restore({ records, bitext }, o, first.getState()), 70), ref.slice(50));
+  assert.throws(() => BatchSampler.restore({ records: RECORDS, bitext: BITEXT }, o, first.getState()), /other data or options/);
+});
+
+test('a monolingual dataset beside a parallel one: its X-Y draws become mono batches; X-Y alone refuses it', () => {
+  const mono = makeItems([{ dataset: 'monolingual', groups: 200, singleEvery: 1, cover: { en: 1, sw: 1 } }], 9);
+  const s = new BatchSampler({ records: [...RECORDS, ...mono] }, { seed: 3, batchSize: 8, heldOutLanguages: HELD_OUT });
+  assert.deepEqual(s.monoOnlyDatasets, ['monolingual']);
+  const batches = draw(s, 600);
+  const of = (d: string) => batches.filter((b) => b.dataset === d);
+  assert.ok(of('monolingual').length > 50 && of('monolingual').every((b) => b.mode === 'mono'));
+  const big = of('big');
+  within(big.filter((b) => b.mode === 'mono').length, big.length * 0.5, big.length * 0.25, 'mono batches of the parallel dataset (alpha 0.5)');
+  assert.throws(() => new BatchSampler({ records: [...RECORDS, ...mono] }, { seed: 3, batchSize: 8, heldOutLanguages: HELD_OUT, mode: 'cross' }),
+    /dataset "monolingual" has 0 usable groups \(with two or more languages, as X-Y needs\)/);
 });

@@ -212,3 +212,32 @@ test('xlir train --device cuda:0: the CUDA path end to end, with the losses of t
   a.dispose();
   c.dispose();
 });
+
+// Pairs that share a positive passage (every group here has a twin asking another question about the
+// same passage) are kept out of each other's batches by default, which the run's key records; a
+// checkpoint of a run that let them meet is not silently continued with other batches.
+test('xlir train --shared-positives: twins are kept apart by default, and an earlier run is named when resumed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-train-shared-'));
+  const { data, vocab } = makeData(dir, 30);
+  const twins = readFileSync(data, 'utf8').trim().split('\n').map((l) => {
+    const r = JSON.parse(l);
+    return JSON.stringify({ ...r, group: `${r.group}-twin`, query: r.query.split(' ').reverse().join(' ') });
+  });
+  writeFileSync(join(dir, 'twins.jsonl'), twins.join('\n') + '\n');
+  const common = ['--data', data, join(dir, 'twins.jsonl'), '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6', '--steps', '3',
+    '--eval-every', '0', '--validation-fraction', '0', '--cache-dir', join(dir, 'cache'), '--seed', '1'];
+  const logs: string[] = [];
+  await runTrain(await parseTrainArgs([...common, '--out', join(dir, 'sep')]), (s) => logs.push(s));
+  assert.ok(logs.some((l) => /batches: 60 groups share a positive passage .* no batch holds two of them/.test(l)), logs.join('\n'));
+  const allowLogs: string[] = [];
+  await runTrain(await parseTrainArgs([...common, '--out', join(dir, 'allow'), '--shared-positives', 'allow']), (s) => allowLogs.push(s));
+  assert.ok(!allowLogs.some((l) => /share a positive passage/.test(l)));
+  const key = (d: string) => JSON.parse(readFileSync(join(dir, d, 'run.json'), 'utf8')).runKey;
+  assert.notEqual(key('sep'), key('allow'), 'the batches differ, so the run keys must');
+  await assert.rejects(runTrain(await parseTrainArgs([...common, '--out', join(dir, 'allow')]), () => {}),
+    /allow[/\\]checkpoint was written by a run whose batches could hold two pairs with the same positive passage; resume it with --shared-positives allow/);
+  // Data without shared passages: the option changes nothing, not even the key.
+  await runTrain(await parseTrainArgs([...common.slice(0, 1), data, ...common.slice(3), '--out', join(dir, 'plain')]), () => {});
+  await runTrain(await parseTrainArgs([...common.slice(0, 1), data, ...common.slice(3), '--out', join(dir, 'plain2'), '--shared-positives', 'allow']), () => {});
+  assert.equal(key('plain'), key('plain2'));
+});

@@ -60,6 +60,8 @@ export interface PreparedData {
   /** tokenizer.json for a scratch model (built or given), else undefined (the checkpoint's). */
   tokenizer?: string;
   tokenizerHash?: string;
+  /** Training records and bitext lines whose positive passage (text) another group has too. */
+  sharedTexts: number;
   evalSets: EvalSet[];
   notes: string[];
 }
@@ -260,6 +262,7 @@ export async function prepareData(c: ExperimentConfig, outDir: string, log: (s: 
   return {
     trainFiles, trainHash: sha256(trainFiles.map(fileHash).join('\n')), trainLanguages, tokenizer,
     tokenizerHash: tokenizer ? fileHash(tokenizer) : undefined, evalSets, notes,
+    sharedTexts: all.report.warnings.shared_positive.count + all.report.warnings.shared_text.count,
   };
 }
 

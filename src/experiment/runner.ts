@@ -132,9 +132,11 @@ export async function cellTrainConfig(c: ExperimentConfig, data: PreparedData, c
  * (train-config.ts definingConfigs), so that their finished cells are still recognised.
  */
 function trainKeys(t: TrainConfig, data: PreparedData): string[] {
+  // Batches that keep groups sharing a passage apart differ only where the data has such groups.
+  const separated = t.sharedPositives === 'separate' && data.sharedTexts > 0;
   return definingConfigs(t).map((d) => {
     const { data: _f, tokenizer: _k, ...defining } = d;
-    return sha256(JSON.stringify({ defining, train: data.trainHash, tokenizer: data.tokenizerHash ?? null }));
+    return sha256(JSON.stringify({ defining, train: data.trainHash, tokenizer: data.tokenizerHash ?? null, ...(separated ? { separated: true } : {}) }));
   });
 }
 
