@@ -386,6 +386,31 @@ function isPoolerDense(d: DenseModule, store: TensorStore, hiddenSize: number): 
 // =============================================================================================
 // Reading a folder
 
+/**
+ * What a model trained by `xlir train` saw, kept in its folder (xlir_training.json) so that
+ * evaluating or encoding with it defaults to the same inputs (src/input-defaults.ts) and a result
+ * can name the run behind the model.
+ */
+export interface TrainingInputs {
+  queryPrefix: string;
+  passagePrefix: string;
+  maxQueryLength: number;
+  maxPassageLength: number;
+  /** The run: its key, seed, steps and xlir version (provenance; not read back as defaults). */
+  run?: Record<string, unknown>;
+}
+
+export const TRAINING_FILE = 'xlir_training.json';
+
+function readTrainingInputs(path: string): TrainingInputs {
+  const v = readJsonObject(path);
+  for (const k of ['queryPrefix', 'passagePrefix'] as const)
+    if (typeof v[k] !== 'string') throw new Error(`${path}: "${k}" must be a string, got ${JSON.stringify(v[k])}`);
+  for (const k of ['maxQueryLength', 'maxPassageLength'] as const)
+    if (!Number.isSafeInteger(v[k]) || (v[k] as number) < 3) throw new Error(`${path}: "${k}" must be an integer of at least 3, got ${JSON.stringify(v[k])}`);
+  return v as unknown as TrainingInputs;
+}
+
 export interface FolderMeta {
   format: 'huggingface' | 'sentence-transformers';
   /** model_type of config.json, e.g. "xlm-roberta". */
@@ -400,6 +425,10 @@ export interface FolderMeta {
   safetensorsMetadata: Record<string, string>;
   /** Where config.pooling came from. */
   poolingSource: 'sentence-transformers' | 'default' | 'override';
+  /** config_sentence_transformers.json prompts (sentence-transformers' prompt_name -> text), when any. */
+  prompts?: Record<string, string>;
+  /** xlir_training.json: how `xlir train` made the model (the inputs it was trained on). */
+  training?: TrainingInputs;
   sentenceTransformers?: {
     modules: { type: string; path: string }[];
     /** sentence_bert_config.json max_seq_length, when present. */
@@ -513,6 +542,16 @@ export function readModelFolder(dirIn: string, opts: ReadOptions = {}): ModelFol
     }
 
     const tokenizer = join(tdir, 'tokenizer.json');
+    let prompts: Record<string, string> | undefined;
+    const stConfig = join(dir, 'config_sentence_transformers.json');
+    if (existsSync(stConfig)) {
+      const p = readJsonObject(stConfig).prompts;
+      if (p && typeof p === 'object' && !Array.isArray(p)) {
+        const strings = Object.entries(p).filter((e): e is [string, string] => typeof e[1] === 'string');
+        if (strings.length) prompts = Object.fromEntries(strings);
+      }
+    }
+    const training = existsSync(join(dir, TRAINING_FILE)) ? readTrainingInputs(join(dir, TRAINING_FILE)) : undefined;
     return {
       dir,
       config: { ...enc, pooling, hasPooler, dense, normalize, seed: opts.seed ?? 0 },
@@ -528,6 +567,8 @@ export function readModelFolder(dirIn: string, opts: ReadOptions = {}): ModelFol
         safetensorsMetadata: metadata,
         poolingSource,
         sentenceTransformers: st,
+        ...(prompts ? { prompts } : {}),
+        ...(training ? { training } : {}),
       },
     };
   } catch (e) {
@@ -586,6 +627,10 @@ export interface SaveOptions {
   similarity?: 'cosine' | 'dot';
   /** config.json model_type; default "bert" / "xlm-roberta" by arch (pass ModelFolder.meta.modelType to keep "roberta"). */
   modelType?: HfModelType;
+  /** config_sentence_transformers.json prompts, e.g. { query: 'Query: ', passage: 'Passage: ' }. */
+  prompts?: Record<string, string>;
+  /** Written as xlir_training.json (TrainingInputs). */
+  training?: TrainingInputs;
 }
 
 /** tokenizer_config.json matching a tokenizer.json: class, casing, special tokens, maximum length. */
@@ -735,10 +780,12 @@ function writeFolder(model: NativeModel, c: NativeModelConfig, out: string, opts
   writeJson(join(out, 'sentence_bert_config.json'), sbert);
   writeJson(join(out, 'config_sentence_transformers.json'), {
     model_type: 'SentenceTransformer',
-    prompts: {},
+    prompts: opts.prompts ?? {},
     default_prompt_name: null,
     similarity_fn_name: opts.similarity ?? (c.normalize ? 'cosine' : 'dot'),
   });
+
+  if (opts.training) writeJson(join(out, TRAINING_FILE), opts.training);
 
   if (opts.tokenizerJsonPath) {
     copyDurable(opts.tokenizerJsonPath, join(out, 'tokenizer.json'));

@@ -40,8 +40,9 @@ await yargs(hideBin(process.argv))
       .option('output', { type: 'string', demandOption: true, describe: '.npy file to write (atomically)' })
       .option('pooling', { choices: ['cls', 'mean', 'pooler'] as const, describe: 'sentence pooling (default: from the folder)' })
       .option('normalize', { type: 'boolean', describe: 'L2-normalise embeddings (default: from the folder)' })
-      .option('max-length', { type: 'number', default: 512, describe: 'tokens per text, special tokens included' })
-      .option('prefix', { type: 'string', default: '', describe: 'text prepended to every input, e.g. "Query: "' })
+      .option('prompt', { choices: ['query', 'passage'] as const, describe: 'the texts are queries (or passages): prefix and length default to what the model was trained with (xlir_training.json), its sentence-transformers prompt, else "Query: " 64 ("Passage: " 256)' })
+      .option('max-length', { type: 'number', describe: 'tokens per text, special tokens included (default 512, or with --prompt the model\'s)' })
+      .option('prefix', { type: 'string', describe: 'text prepended to every input, e.g. "Query: " (default none, or with --prompt the model\'s)' })
       .option('batch-size', { type: 'number', default: 64, describe: 'texts per engine call' })
       .option('precision', { choices: ['fp32', 'bf16'] as const, default: 'fp32' as const, describe: 'matrix-product precision' })
       .option('device', { type: 'string', default: 'cpu', describe: "'cpu' or 'cuda:N'" })
@@ -50,7 +51,7 @@ await yargs(hideBin(process.argv))
       if (a.threads) native().setNumThreads(a.threads);
       await runEncode({
         model: a.model, input: a.input, output: a.output, pooling: a.pooling, normalize: a.normalize,
-        maxLength: a['max-length'], prefix: a.prefix, batchSize: a['batch-size'], precision: a.precision, device: a.device,
+        maxLength: a['max-length'], prefix: a.prefix, prompt: a.prompt, batchSize: a['batch-size'], precision: a.precision, device: a.device,
       });
     })
   .command('train', 'train a dual encoder on JSONL retrieval pairs with hybrid (or mono, X-Y, multilingual) batches; resumes an interrupted run in --out',

@@ -5,6 +5,7 @@ import { Encoder } from './encoder.ts';
 import { countJsonlRecords, readJsonl } from './jsonl.ts';
 import { NpyWriter } from './npy.ts';
 import { prepareOutputFile } from './output-path.ts';
+import { resolveInputs } from './input-defaults.ts';
 import type { Pooling, Precision } from './native.ts';
 
 export interface EncodeArgs {
@@ -13,8 +14,12 @@ export interface EncodeArgs {
   output: string;
   pooling?: Pooling;
   normalize?: boolean;
-  maxLength: number;
-  prefix: string;
+  /** Default 512, or with `prompt` the model's (src/input-defaults.ts). */
+  maxLength?: number;
+  /** Default '', or with `prompt` the model's. */
+  prefix?: string;
+  /** The texts are queries or passages: prefix and length default to what the model takes for them. */
+  prompt?: 'query' | 'passage';
   batchSize: number;
   precision: Precision;
   device: string;
@@ -29,6 +34,15 @@ export async function runEncode(a: EncodeArgs): Promise<{ count: number; dim: nu
   const enc = Encoder.load(a.model, { pooling: a.pooling, normalize: a.normalize, precision: a.precision, device: a.device });
   try {
     if (!enc.tokenizer) throw new Error(`${a.model}: no tokenizer.json in the model folder`);
+    let prefix = a.prefix ?? '', maxLength = a.maxLength ?? 512;
+    if (a.prompt) {
+      const q = a.prompt === 'query';
+      const { inputs, note } = resolveInputs(enc.folderInputs, q ? { queryPrefix: a.prefix, maxQueryLength: a.maxLength } : { passagePrefix: a.prefix, maxPassageLength: a.maxLength },
+        q ? ['queryPrefix', 'maxQueryLength'] : ['passagePrefix', 'maxPassageLength']);
+      [prefix, maxLength] = q ? [inputs.queryPrefix, inputs.maxQueryLength] : [inputs.passagePrefix, inputs.maxPassageLength];
+      if (note) log(`encode: ${a.prompt} inputs: ${note}\n`);
+    } else if (a.prefix === undefined && (enc.folderInputs.training || enc.folderInputs.prompts))
+      log(`encode: no prefix; this model takes "${enc.folderInputs.training?.queryPrefix ?? enc.folderInputs.prompts?.query ?? ''}" before queries: --prompt query|passage gives its inputs\n`);
     const n = await countJsonlRecords(a.input);
     const D = enc.embeddingDim;
     const out = new NpyWriter(a.output, [n, D]);
@@ -36,7 +50,7 @@ export async function runEncode(a: EncodeArgs): Promise<{ count: number; dim: nu
     const t0 = performance.now();
     const flush = async () => {
       if (!buf.length) return;
-      out.write(await enc.encodeTexts(buf, { maxLength: a.maxLength, prefix: a.prefix, batchSize: a.batchSize }));
+      out.write(await enc.encodeTexts(buf, { maxLength, prefix, batchSize: a.batchSize }));
       done += buf.length;
       buf = [];
       const sec = (performance.now() - t0) / 1000;

@@ -3,7 +3,7 @@
 // build on this, not on the raw addon.
 import { existsSync } from 'node:fs';
 import { native, type NativeModel, type NativeModelConfig, type Precision, type TokenBatch } from './native.ts';
-import { loadWeights, readModelFolder, saveModelFolder, type ReadOptions, type SaveOptions } from './checkpoint.ts';
+import { loadWeights, readModelFolder, saveModelFolder, type FolderMeta, type ReadOptions, type SaveOptions } from './checkpoint.ts';
 import { TextTokenizer } from './tokenizer.ts';
 
 /** Where the engine runs: the CPU, a CUDA device, or 'emulated' (the device code path on the CPU, for tests). */
@@ -38,11 +38,16 @@ export interface TextEncodeOptions {
 }
 
 export class Encoder {
+  /** Options every save() of this encoder uses (a training run's prompts and xlir_training.json). */
+  saveDefaults: SaveOptions = {};
+
   private constructor(
     readonly model: NativeModel,
     readonly config: NativeModelConfig,
     readonly tokenizer: TextTokenizer | undefined,
     readonly tokenizerPath: string | undefined,
+    /** From the folder it was loaded from: its sentence-transformers prompts and xlir training inputs. */
+    readonly folderInputs: Pick<FolderMeta, 'prompts' | 'training'> = {},
   ) {}
 
   /** A randomly initialised model (weights ~ normal(0, 0.02) from config.seed). */
@@ -72,7 +77,7 @@ export class Encoder {
       if (opts.precision) m.setPrecision(opts.precision);
       if (device !== 'cpu') m.toDevice(device);
       const tok = folder.tokenizerPath && existsSync(folder.tokenizerPath) ? TextTokenizer.fromFile(folder.tokenizerPath) : undefined;
-      return new Encoder(m, folder.config, tok, folder.tokenizerPath);
+      return new Encoder(m, folder.config, tok, folder.tokenizerPath, { prompts: folder.meta.prompts, training: folder.meta.training });
     } finally {
       folder.tensors.close();
     }
@@ -83,7 +88,7 @@ export class Encoder {
   }
 
   save(dir: string, opts: SaveOptions = {}): void {
-    saveModelFolder(this.model, this.config, dir, { tokenizerJsonPath: this.tokenizerPath, ...opts });
+    saveModelFolder(this.model, this.config, dir, { tokenizerJsonPath: this.tokenizerPath, ...this.saveDefaults, ...opts });
   }
 
   encodeTokens(batch: TokenBatch): Promise<Float32Array> {

@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve, sep } from 'node:path';
 import type { Argv } from 'yargs';
 import { Encoder } from './encoder.ts';
+import { resolveInputs } from './input-defaults.ts';
 import { native } from './native.ts';
 import { evaluateLareqa } from './eval/lareqa-eval.ts';
 import { evaluateTrec } from './eval/trec-eval-command.ts';
@@ -37,10 +38,11 @@ export function evalOptions<T>(y: Argv<T>) {
     .option('corpus', { type: 'string', describe: 'trec: corpus JSONL (docid or _id, title, text)' })
     .option('backend', { type: 'string', default: 'exact', describe: "trec: 'exact' (the engine), or a FAISS factory string, e.g. Flat, HNSW32, IVF256,PQ16" })
     .option('depth', { type: 'number', default: 1000, describe: 'trec: hits per query in the run (trec_eval -M)' })
-    .option('max-query-length', { type: 'number', default: 64, describe: 'tokens per query' })
-    .option('max-passage-length', { type: 'number', default: 256, describe: 'tokens per candidate or document' })
-    .option('query-prefix', { type: 'string', default: 'Query: ' })
-    .option('passage-prefix', { type: 'string', default: 'Passage: ' })
+    // No yargs defaults: unset, they come from the model (src/input-defaults.ts).
+    .option('max-query-length', { type: 'number', describe: 'tokens per query (default: what the model was trained with, else 64)' })
+    .option('max-passage-length', { type: 'number', describe: 'tokens per candidate or document (default: what the model was trained with, else 256)' })
+    .option('query-prefix', { type: 'string', describe: 'default: the model\'s training prefix or sentence-transformers "query" prompt, else "Query: "' })
+    .option('passage-prefix', { type: 'string', describe: 'default: the model\'s training prefix or sentence-transformers "passage" prompt, else "Passage: "' })
     .option('batch-size', { type: 'number', default: 64, describe: 'texts per engine call' })
     .option('precision', { choices: ['fp32', 'bf16'] as const, default: 'fp32' as const })
     .option('threads', { type: 'number', describe: 'CPU threads (default: all cores)' })
@@ -82,10 +84,11 @@ export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => pro
   mkdirSync(out, { recursive: true });
   const enc = Encoder.load(a.model, { precision: a.precision, device: a.device });
   try {
-    const common = {
-      maxQueryLength: a['max-query-length'], maxPassageLength: a['max-passage-length'], queryPrefix: a['query-prefix'],
-      passagePrefix: a['passage-prefix'], batchSize: a['batch-size'], seed: a.seed, modelPath: resolve(a.model), log,
-    };
+    const { inputs, note } = resolveInputs(enc.folderInputs, {
+      maxQueryLength: a['max-query-length'], maxPassageLength: a['max-passage-length'], queryPrefix: a['query-prefix'], passagePrefix: a['passage-prefix'],
+    });
+    if (note) log(`inputs: ${note}`);
+    const common = { ...inputs, batchSize: a['batch-size'], seed: a.seed, modelPath: resolve(a.model), log };
     if (a.bench === 'trec') {
       if (!a.topics || !a.qrels || !a.corpus) throw new Error('--bench trec needs --topics, --qrels and --corpus');
       const r = await evaluateTrec(enc, { ...common, topics: a.topics, qrels: a.qrels, corpus: a.corpus, backend: a.backend, depth: a.depth, out });

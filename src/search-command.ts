@@ -9,6 +9,7 @@ import { Encoder } from './encoder.ts';
 import { readJsonl } from './jsonl.ts';
 import { FaissIndex } from './search/faiss.ts';
 import { prepareOutputFile } from './output-path.ts';
+import { resolveInputs } from './input-defaults.ts';
 
 interface IndexMeta {
   format: 'xlir-index';
@@ -23,18 +24,22 @@ const metaPath = (index: string) => `${index}.meta.json`;
 const CHUNK = 4096;
 
 export async function runIndex(o: {
-  model: string; corpus: string; out: string; factory: string; prefix: string; maxLength: number; batchSize: number;
+  model: string; corpus: string; out: string; factory: string; batchSize: number;
+  /** Default: what the model takes for passages (src/input-defaults.ts). */
+  prefix?: string; maxLength?: number;
   log?: (s: string) => void;
 }): Promise<{ documents: number }> {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   prepareOutputFile(o.out, '--out');
   const enc = Encoder.load(o.model);
   try {
+    const { inputs, note } = resolveInputs(enc.folderInputs, { passagePrefix: o.prefix, maxPassageLength: o.maxLength }, ['passagePrefix', 'maxPassageLength']);
+    if (note) log(`passages: ${note}`);
     const ids: string[] = [], docs: IndexMeta['docs'] = [], parts: Float32Array[] = [];
     let texts: string[] = [];
     const flush = async () => {
       if (!texts.length) return;
-      parts.push(await enc.encodeTexts(texts, { maxLength: o.maxLength, prefix: o.prefix, batchSize: o.batchSize }));
+      parts.push(await enc.encodeTexts(texts, { maxLength: inputs.maxPassageLength, prefix: inputs.passagePrefix, batchSize: o.batchSize }));
       log(`encoded ${ids.length} documents`);
       texts = [];
     };
@@ -62,7 +67,7 @@ export async function runIndex(o: {
     if (!index.isTrained) index.train(all);
     index.add(all, { ids });
     index.save(o.out);
-    const meta: IndexMeta = { format: 'xlir-index', version: 1, model: resolve(o.model), passagePrefix: o.prefix, maxPassageLength: o.maxLength, docs };
+    const meta: IndexMeta = { format: 'xlir-index', version: 1, model: resolve(o.model), passagePrefix: inputs.passagePrefix, maxPassageLength: inputs.maxPassageLength, docs };
     const tmp = `${metaPath(o.out)}.tmp-${process.pid}`;
     writeFileSync(tmp, JSON.stringify(meta));
     renameSync(tmp, metaPath(o.out));
@@ -76,8 +81,12 @@ export async function runIndex(o: {
 export interface Hit { rank: number; score: number; id: string; lang: string | null; snippet: string }
 
 export async function runSearch(o: {
-  index: string; model?: string; queries: string[]; k: number; prefix: string; maxLength: number;
+  index: string; model?: string; queries: string[]; k: number;
+  /** Default: what the model takes for queries (src/input-defaults.ts). */
+  prefix?: string; maxLength?: number;
+  log?: (s: string) => void;
 }): Promise<Hit[][]> {
+  const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   let meta: IndexMeta;
   try {
     meta = JSON.parse(readFileSync(metaPath(o.index), 'utf8'));
@@ -88,9 +97,13 @@ export async function runSearch(o: {
   const index = FaissIndex.load(o.index);
   const enc = Encoder.load(o.model ?? meta.model);
   try {
+    if (o.model !== undefined && resolve(o.model) !== meta.model)
+      log(`warning: ${o.index} was built with ${meta.model}; the scores mean something only if ${o.model} is the same model`);
+    const { inputs, note } = resolveInputs(enc.folderInputs, { queryPrefix: o.prefix, maxQueryLength: o.maxLength }, ['queryPrefix', 'maxQueryLength']);
+    if (note) log(`queries: ${note}`);
     if (enc.embeddingDim !== index.dim)
       throw new Error(`the model's embeddings have ${enc.embeddingDim} dimensions but ${o.index} holds ${index.dim}: use the model that built the index`);
-    const q = await enc.encodeTexts(o.queries, { maxLength: o.maxLength, prefix: o.prefix });
+    const q = await enc.encodeTexts(o.queries, { maxLength: inputs.maxQueryLength, prefix: inputs.queryPrefix });
     const k = Math.min(o.k, index.size);
     const r = index.search(q, k);
     return o.queries.map((_, qi) => {
@@ -115,10 +128,10 @@ export const indexCommand = {
     .option('corpus', { type: 'string', demandOption: true, describe: 'corpus JSONL' })
     .option('out', { type: 'string', demandOption: true, describe: 'index file (plus .ids.json and .meta.json beside it)' })
     .option('factory', { type: 'string', default: 'Flat', describe: 'FAISS index factory string (Flat = exact; HNSW32; IVF256,PQ16np)' })
-    .option('prefix', { type: 'string', default: 'Passage: ' })
-    .option('max-length', { type: 'number', default: 256 })
+    .option('prefix', { type: 'string', describe: 'before every document (default: the model\'s passage prefix, else "Passage: ")' })
+    .option('max-length', { type: 'number', describe: 'tokens per document (default: the model\'s passage length, else 256)' })
     .option('batch-size', { type: 'number', default: 64 }),
-  handler: async (a: { model: string; corpus: string; out: string; factory: string; prefix: string; 'max-length': number; 'batch-size': number }) => {
+  handler: async (a: { model: string; corpus: string; out: string; factory: string; prefix?: string; 'max-length'?: number; 'batch-size': number }) => {
     await runIndex({ model: a.model, corpus: a.corpus, out: a.out, factory: a.factory, prefix: a.prefix, maxLength: a['max-length'], batchSize: a['batch-size'] });
   },
 };
@@ -132,10 +145,10 @@ export const searchCommand = {
     .option('query', { type: 'string', describe: 'one query' })
     .option('queries', { type: 'string', describe: 'or: a file with one query a line' })
     .option('k', { type: 'number', default: 10 })
-    .option('prefix', { type: 'string', default: 'Query: ' })
-    .option('max-length', { type: 'number', default: 64 })
+    .option('prefix', { type: 'string', describe: 'before every query (default: the model\'s query prefix, else "Query: ")' })
+    .option('max-length', { type: 'number', describe: 'tokens per query (default: the model\'s query length, else 64)' })
     .option('json', { type: 'boolean', default: false, describe: 'print JSON lines instead of a table' }),
-  handler: async (a: { index: string; model?: string; query?: string; queries?: string; k: number; prefix: string; 'max-length': number; json: boolean }) => {
+  handler: async (a: { index: string; model?: string; query?: string; queries?: string; k: number; prefix?: string; 'max-length'?: number; json: boolean }) => {
     const queries = a.query !== undefined ? [a.query] : a.queries ? readFileSync(a.queries, 'utf8').split('\n').filter((l) => l.trim()) : [];
     if (!queries.length) throw new Error('give --query "..." or --queries FILE');
     const res = await runSearch({ index: a.index, model: a.model, queries, k: a.k, prefix: a.prefix, maxLength: a['max-length'] });

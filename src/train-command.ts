@@ -246,6 +246,16 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
       started: same ? before.started : now, ...(resuming ? { resumed: [...(same && Array.isArray(before.resumed) ? before.resumed : []), now] } : {}),
     };
     writeJsonAtomic(join(c.out, 'run.json'), run);
+    // Every model folder this run saves (best/, model/, the checkpoint's) tells evaluation and
+    // sentence-transformers which inputs it was trained on (src/input-defaults.ts).
+    enc.saveDefaults = {
+      prompts: { query: c.queryPrefix, passage: c.passagePrefix },
+      maxSeqLength: Math.max(c.maxQueryLength, c.maxPassageLength),
+      training: {
+        queryPrefix: c.queryPrefix, passagePrefix: c.passagePrefix, maxQueryLength: c.maxQueryLength, maxPassageLength: c.maxPassageLength,
+        run: { runKey: key, seed: c.seed, steps, xlir: version, data: c.data, out: c.out },
+      },
+    };
     log(`training: ${steps} steps of ${c.batchSize} (${c.batching}${c.batching === 'hybrid' ? `, alpha ${c.alpha}` : ''}), ` +
       `${batchesPerEpoch} batches per epoch, ${validation.length} validation batches, seed ${c.seed}` +
       (learnedScale ? `; temperature learned from ${c.temperature} (peak lr ${c.temperatureLr})` : '') +

@@ -3,7 +3,8 @@
 // on tiny hand-made files; their output read back by readTrainingData without a skip.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -237,4 +238,25 @@ test('bitext on hand-made files: a line-count mismatch names both files; empty l
   assert.equal(convertBitext(a, d, { langB: 'fr', groupPrefix: 'p' }).records[1].group, 'p:1');
   assert.throws(() => convertBitext(a, join(dir, 'missing.en')), /bitext file .*missing\.en cannot be read/);
   assert.throws(() => convertBitext(a, a), /both sides are de/);
+});
+
+// The command line: an evaluation set converted into training data is said to be one, where it
+// happens (nothing later can tell a model that has seen Tatoeba's pairs from one that has not).
+test('xlir convert: Tatoeba, TyDi QA dev and unsplit XQuAD-R are converted with a note; a TyDi QA train file without', { skip: skipShared }, () => {
+  const cli = fileURLToPath(new URL('../bin/xlir.mjs', import.meta.url));
+  const run = (args: string[]) => spawnSync(process.execPath, [cli, 'convert', ...args], { encoding: 'utf8' });
+  const dir = tmp();
+  let r = run(['bitext', '--tatoeba', tatoeba, '--code', 'sw', '--out', join(dir, 'b.jsonl')]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /note: Tatoeba is an evaluation set/);
+  assert.equal(readFileSync(join(dir, 'b.jsonl'), 'utf8').trim().split('\n').length, 780);
+  r = run(['tydiqa', join(tydi, 'swahili_tydiqa_dev.json'), '--out', join(dir, 't.jsonl')]);
+  assert.match(r.stderr, /note: a TyDi QA dev file is what xlir eval --bench tydiqa evaluates on/);
+  r = run(['tydiqa', join(tydi, 'english_tydiqa_train.json'), '--out', join(dir, 't2.jsonl')]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /note:/);
+  r = run(['lareqa', '--data', xquad, '--languages', 'en', '--out', join(dir, 'l.jsonl')]);
+  assert.match(r.stderr, /note: all articles: train on --split train/);
+  r = run(['lareqa', '--data', xquad, '--languages', 'en', '--split', 'train', '--out', join(dir, 'l2.jsonl')]);
+  assert.doesNotMatch(r.stderr, /note:/);
 });

@@ -4,7 +4,7 @@
 // `xlir index` / `xlir search` find a document from its own text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Encoder } from '../src/encoder.ts';
@@ -203,6 +203,15 @@ test('xlir eval --bench tatoeba: acc@1 and mAP against brute force, both directi
   const mdOld = await runCompare([join(dir, 'ev'), join(dir, 'old')], undefined);
   assert.match(mdOld, /\| mAP, 1 language \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
   assert.doesNotMatch(mdOld, /eng->xxx/);
+  // A model that records its training inputs is evaluated with them unless told otherwise.
+  writeFileSync(join(model, 'xlir_training.json'), JSON.stringify({ queryPrefix: 'q: ', passagePrefix: 'p: ', maxQueryLength: 16, maxPassageLength: 40 }));
+  assert.deepEqual((await evalCli(model, join(dir, 'ev-trained'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'aaa'])).options,
+    { prefix: 'q: ', maxLength: 16, batchSize: 64 });
+  assert.deepEqual((await evalCli(model, join(dir, 'ev-told'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'aaa', '--query-prefix', 'Query: '])).options,
+    { prefix: 'Query: ', maxLength: 16, batchSize: 64 });
+  writeFileSync(join(model, 'xlir_training.json'), JSON.stringify({ queryPrefix: 'q: ', passagePrefix: 'p: ', maxQueryLength: 'long', maxPassageLength: 40 }));
+  await assert.rejects(evalCli(model, join(dir, 'ev-bad'), ['--bench', 'tatoeba', '--data', join(dir, 'tat')]), /xlir_training\.json: "maxQueryLength" must be an integer of at least 3, got "long"/);
+  rmSync(join(model, 'xlir_training.json'));
   writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.eng'), 'x\n');
   writeFileSync(join(dir, 'tat', 'tatoeba.ccc-eng.ccc'), 'y\nz\n');
   await assert.rejects(evalCli(model, join(dir, 'ev2'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'ccc']),

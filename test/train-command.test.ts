@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { definingConfigs, parseTrainArgs } from '../src/train-config.ts';
 import { runTrain } from '../src/train-command.ts';
+import { runEncode } from '../src/encode-command.ts';
+import { readNpy } from '../src/npy.ts';
 import { Encoder } from '../src/encoder.ts';
 import { mulberry32 } from '../src/rng.ts';
 import { native } from '../src/native.ts';
@@ -101,6 +103,22 @@ test('xlir train: hybrid batches on synthetic pairs, falling validation loss, a 
     const e = await enc.encodeTexts(['Query: en1 en2 en3'], { maxLength: 16 });
     assert.equal(e.length, enc.embeddingDim);
     assert.ok(Math.abs(e.reduce((s, x) => s + x * x, 0) - 1) < 1e-4, 'embeddings are L2-normalised');
+    // It carries the inputs it was trained on, for evaluation and for sentence-transformers.
+    assert.deepEqual(enc.folderInputs.training, {
+      queryPrefix: 'Query: ', passagePrefix: 'Passage: ', maxQueryLength: 64, maxPassageLength: 24,
+      run: { runKey: run.runKey, seed: 3, steps: 40, xlir: run.xlir, data: [data], out },
+    });
+    assert.deepEqual(enc.folderInputs.prompts, { query: 'Query: ', passage: 'Passage: ' });
+    assert.equal(JSON.parse(readFileSync(join(out, 'model', 'sentence_bert_config.json'), 'utf8')).max_seq_length, 64);
+    // xlir encode --prompt passage takes them: the same embeddings as the training's passage inputs.
+    const texts = ['en1 en2 en3 en4 en5 en6 en7 en8 en9 en10 en11 en12 en13 en14 en15 en16 en17 en18 en19 en20 en21 en22 en23 en24 en25 en26', 'de3 de4'];
+    writeFileSync(join(dir, 'p.jsonl'), texts.map((t) => JSON.stringify({ text: t })).join('\n') + '\n');
+    const notes: string[] = [];
+    await runEncode({ model: join(out, 'model'), input: join(dir, 'p.jsonl'), output: join(dir, 'p.npy'), prompt: 'passage', batchSize: 8, precision: 'fp32', device: 'cpu', log: (l) => notes.push(l) });
+    assert.ok(notes.some((l) => /passage inputs: passagePrefix "Passage: ", maxPassageLength 24 \(from the model's xlir_training\.json\)/.test(l)), notes.join(''));
+    const want = await enc.encodeTexts(texts, { maxLength: 24, prefix: 'Passage: ' });
+    assert.deepEqual(readNpy(join(dir, 'p.npy')).data, want);
+    assert.notDeepEqual(want, await enc.encodeTexts(texts, { maxLength: 64, prefix: 'Passage: ' }), 'the first text is longer than 24 tokens: the length matters');
   } finally {
     enc.dispose();
   }
