@@ -60,7 +60,7 @@ await yargs(hideBin(process.argv))
       await runTrain(resolveTrainConfig(a));
     })
   .command('convert', 'convert XQuAD-R/MLQA-R, TyDi QA or bitext into the training JSONL format', (y) => convertCommands(y))
-  .command('eval', 'evaluate a model: LAReQA protocol (XQuAD-R, MLQA-R: mono / cross / multilingual mAP, R@k, rank distance) or TREC (nDCG@10, Recall@100)',
+  .command('eval', 'evaluate a model: LAReQA protocol (XQuAD-R, MLQA-R: mono / cross / multilingual mAP, R@k, rank distance), TyDi QA GoldP (monolingual mAP, R@k), Tatoeba (bitext acc@1, both directions) or TREC (nDCG@10, Recall@100)',
     (y) => evalOptions(y),
     async (a) => {
       await runEval(a);

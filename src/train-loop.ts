@@ -23,7 +23,8 @@ import type { AlignmentTexts } from './train-config.ts';
 
 /** What the loop needs from a batch sampler (src/sampler.ts). */
 export interface LoopSampler {
-  next(): { triplets: { query: number; positive: number }[]; alignment?: { a: number; b: number }[] };
+  /** mode, dataset and language (of a mono batch) are logged with the step when present. */
+  next(): { triplets: { query: number; positive: number }[]; alignment?: { a: number; b: number }[]; mode?: string; dataset?: string; language?: string };
   getState(): unknown;
 }
 
@@ -287,13 +288,19 @@ export async function trainLoop(
   };
 
   try {
-    const assemble = () => assembleBatch(sampler.next(), data, o.hardNegatives, o.alignmentTexts);
+    // Each batch with what the step log says of it (which batch type, dataset and language).
+    const assemble = () => {
+      const b = sampler.next();
+      const about = { ...(b.mode ? { batch: b.mode } : {}), ...(b.dataset ? { dataset: b.dataset } : {}), ...(b.language ? { language: b.language } : {}) };
+      return { input: assembleBatch(b, data, o.hardNegatives, o.alignmentTexts), about };
+    };
     let next = state.stopped ? null : assemble();
     while (next && state.step < o.steps) {
       const step = state.step;
       const lr = linearWarmupDecay(step, o.steps, o.warmupSteps, o.lr);
       const te = performance.now();
-      const pending = trainer.step(next, lr, stepSeed(o.seed, step));
+      const about = next.about;
+      const pending = trainer.step(next.input, lr, stepSeed(o.seed, step));
       // The engine is busy on the thread pool: prepare the next batch meanwhile.
       const td = performance.now();
       const samplerBefore = sampler.getState();
@@ -312,7 +319,7 @@ export async function trainLoop(
       appendFileSync(logPath, JSON.stringify({
         type: 'step', step: step + 1, loss: r.loss, retrievalLoss: r.retrievalLoss, alignmentLoss: r.alignmentLoss, lr,
         gradNorm: r.gradNorm, tokens: r.tokens, ms: Math.round(stepMs), dataWaitMs: Math.round(wait * 100) / 100,
-        ...(learned ? { temperature: r.temperature } : {}),
+        ...(learned ? { temperature: r.temperature } : {}), ...about,
       }) + '\n');
       const sec = (performance.now() - t0) / 1000;
       progress.update(state.step, {

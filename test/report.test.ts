@@ -355,3 +355,19 @@ test('readResult: clear errors naming the file and the field; NaN written as nul
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+// The chance level printed beside rank distance: (N + 1)(L - 1) / (L + 1) for L answers among N
+// candidates, against the mean of max - min over every placement of L answers (small N, exhaustive).
+test('randomRankDistance equals the exhaustive mean of max rank - min rank', async () => {
+  const { randomRankDistance } = await import('../src/report/markdown.ts');
+  const subsets = (n: number, k: number, from = 1): number[][] =>
+    k === 0 ? [[]] : Array.from({ length: n - from + 1 }, (_, i) => from + i).flatMap((x) => subsets(n, k - 1, x + 1).map((s) => [x, ...s]));
+  for (const [perLang, L] of [[2, 2], [3, 3], [4, 2], [2, 4]]) {
+    const langs = Array.from({ length: L }, (_, i) => `l${i}`);
+    const n = perLang * L;
+    const all = subsets(n, L);
+    const mean = all.reduce((s, x) => s + x[x.length - 1] - x[0], 0) / all.length;
+    const r = { languages: langs, counts: { candidates: Object.fromEntries(langs.map((l) => [l, perLang])) } } as unknown as Parameters<typeof randomRankDistance>[0];
+    assert.ok(Math.abs(randomRankDistance(r) - mean) < 1e-12, `N ${n}, L ${L}: ${randomRankDistance(r)} vs ${mean}`);
+  }
+});

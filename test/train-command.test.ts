@@ -96,6 +96,9 @@ test('xlir train: hybrid batches on synthetic pairs, falling validation loss, a 
   assert.equal(run.state.step, 40);
   const steps = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
   assert.equal(steps.length, 40);
+  // Each step says which batch it trained on: hybrid gives both types, a mono batch its language.
+  assert.deepEqual(new Set(steps.map((e) => e.batch)), new Set(['mono', 'cross']));
+  assert.ok(steps.every((e) => e.dataset === 'synthetic' && (e.batch === 'mono') === ['en', 'de', 'sw'].includes(e.language)));
 
   // The selected model is the best validation one, and it loads with its tokenizer.
   const enc = Encoder.load(join(out, 'model'));

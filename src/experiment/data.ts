@@ -94,7 +94,7 @@ export function recordSides(records: TrainingRecord[]): Side[] {
 /** TyDi QA GoldP dev of a language: questions, and the distinct gold passages as the pool. */
 function tydiSide(dir: string, lang: string): { side: Side; file: string } {
   const name = Object.entries(TYDI_LANGUAGE_NAMES).find(([, code]) => code === canonicalLanguage(lang))?.[0];
-  if (!name) throw new Error(`TyDi QA has no language ${lang} (it has ${Object.values(TYDI_LANGUAGE_NAMES).join(' ')})`);
+  if (!name) throw new Error(`TyDi QA has no language ${lang} (${dir} has ${tydiqaLanguages(dir).join(' ') || 'no <language>_tydiqa_dev.json file'})`);
   const file = join(dir, `${name}_tydiqa_dev.json`);
   if (!existsSync(file)) throw new Error(`TyDi QA: ${file} not found`);
   const { records } = convertTydiqa(file);

@@ -90,7 +90,22 @@ export function summaryTable(r: LareqaResult): string {
     table(['setting', 'macro-average over', 'mAP', 'R@1', 'R@10', 'rank distance'], rows, ['l', 'l', 'r', 'r', 'r', 'r']),
     '',
     `mAP mono / cross / multi, as in the paper's tables (METHOD.md section 6): **${fmtPaper(s.mono.map)} / ${fmtPaper(s.cross.map)} / ${fmtPaper(s.multi.map)}**`,
+    '',
+    `Rank distance: for each question, the largest minus the smallest rank of its answers (one per language) in the multilingual pool, ` +
+      `averaged per query language, then over them; lower is better (the answers come up together whatever their language). ` +
+      `A random ranking gives about ${fmtRank(randomRankDistance(r))} here.`,
   ].join('\n');
+}
+
+/**
+ * Expected rank distance of a random ranking: for L answers placed at random among N candidates,
+ * E[max rank - min rank] = (N + 1)(L - 1) / (L + 1). N is the multilingual pool (every language's
+ * candidates), L the number of languages (one answer each, as in XQuAD-R; MLQA-R's questions have
+ * some languages without an answer, so there it is an approximation).
+ */
+export function randomRankDistance(r: LareqaResult): number {
+  const n = r.languages.reduce((s, l) => s + r.counts.candidates[l], 0), L = r.languages.length;
+  return ((n + 1) * (L - 1)) / (L + 1);
 }
 
 /**
