@@ -46,8 +46,8 @@ export class Encoder {
     readonly config: NativeModelConfig,
     readonly tokenizer: TextTokenizer | undefined,
     readonly tokenizerPath: string | undefined,
-    /** From the folder it was loaded from: its sentence-transformers prompts and xlir training inputs. */
-    readonly folderInputs: Pick<FolderMeta, 'prompts' | 'training'> = {},
+    /** From the folder it was loaded from: its sentence-transformers prompts, xlir training inputs and weight files. */
+    readonly folderInputs: Partial<Pick<FolderMeta, 'prompts' | 'training' | 'weightFiles'>> = {},
   ) {}
 
   /** A randomly initialised model (weights ~ normal(0, 0.02) from config.seed). */
@@ -77,7 +77,7 @@ export class Encoder {
       if (opts.precision) m.setPrecision(opts.precision);
       if (device !== 'cpu') m.toDevice(device);
       const tok = folder.tokenizerPath && existsSync(folder.tokenizerPath) ? TextTokenizer.fromFile(folder.tokenizerPath) : undefined;
-      return new Encoder(m, folder.config, tok, folder.tokenizerPath, { prompts: folder.meta.prompts, training: folder.meta.training });
+      return new Encoder(m, folder.config, tok, folder.tokenizerPath, { prompts: folder.meta.prompts, training: folder.meta.training, weightFiles: folder.meta.weightFiles });
     } finally {
       folder.tensors.close();
     }

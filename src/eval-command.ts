@@ -1,6 +1,7 @@
 // `xlir eval` and `xlir compare`: evaluate a model on a LAReQA set (XQuAD-R, MLQA-R), TyDi QA GoldP,
 // Tatoeba or a TREC/BEIR-style collection (MIRACL), and put several result files side by side. The
 // protocol is in src/eval/, the report in src/report/; this module maps flags onto them.
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve, sep } from 'node:path';
 import type { Argv } from 'yargs';
@@ -65,6 +66,17 @@ export function defaultEvalOut(bench: string, model: string): string {
   return join('eval', `${bench}-${parts.slice(i).join('-')}`);
 }
 
+/**
+ * What a result says of its model beyond the path: the sha256 of its weight files (the path may be
+ * overwritten by a later run), and the training run recorded in the folder (xlir_training.json).
+ */
+export function modelIdentity(enc: Encoder): { sha256?: string; run?: Record<string, unknown> } {
+  const files = enc.folderInputs.weightFiles ?? [];
+  const h = createHash('sha256');
+  for (const f of files) h.update(readFileSync(f));
+  return { ...(files.length ? { sha256: h.digest('hex') } : {}), ...(enc.folderInputs.training?.run ? { run: enc.folderInputs.training.run } : {}) };
+}
+
 /** A default result folder that holds another model's result is not overwritten. */
 export function refuseOtherModelsResult(out: string, model: string): void {
   let had: unknown;
@@ -104,6 +116,7 @@ export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => pro
       if (!langs.length) throw new Error(`${a.data}: no ${a.bench === 'tydiqa' ? '<language>_tydiqa_dev.json' : 'tatoeba.xxx-eng.xxx / .eng'} files`);
       const set = a.bench === 'tydiqa' ? tydiqaEvalSet(a.data, langs) : tatoebaEvalSet(a.data, langs);
       const r = await evaluateSet(enc, set, { ...common, groups });
+      r.model = { ...r.model, ...modelIdentity(enc) };
       const paths = await writeSetResult(r, out);
       log(`${Object.entries(r.summary).map(([k, v]) => `${k} ${v.toFixed(3)}`).join('  ')} (mean over ${r.languages.length} languages)` +
         Object.entries(r.groups).map(([g, x]) => `; ${g}: ${Object.entries(x.metrics).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(' ')}`).join(''));
@@ -117,6 +130,7 @@ export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => pro
     const zeroShot: string[] = a['zero-shot'];
     if (zeroShot.length) groups.seen = result.languages.filter((l) => !zeroShot.includes(l));
     if (Object.keys(groups).length) result.groups = groups;
+    result.model = { ...result.model, ...modelIdentity(enc) };
     const paths = await writeReport(result, out, { png: a.png ? true : 'auto' });
     for (const w of paths.warnings) log(`warning: ${w}`);
     const s = result.summary;

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Encoder } from '../src/encoder.ts';
 import { native, type NativeModelConfig } from '../src/native.ts';
@@ -204,9 +205,13 @@ test('xlir eval --bench tatoeba: acc@1 and mAP against brute force, both directi
   assert.match(mdOld, /\| mAP, 1 language \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
   assert.doesNotMatch(mdOld, /eng->xxx/);
   // A model that records its training inputs is evaluated with them unless told otherwise.
-  writeFileSync(join(model, 'xlir_training.json'), JSON.stringify({ queryPrefix: 'q: ', passagePrefix: 'p: ', maxQueryLength: 16, maxPassageLength: 40 }));
-  assert.deepEqual((await evalCli(model, join(dir, 'ev-trained'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'aaa'])).options,
-    { prefix: 'q: ', maxLength: 16, batchSize: 64 });
+  writeFileSync(join(model, 'xlir_training.json'), JSON.stringify({ queryPrefix: 'q: ', passagePrefix: 'p: ', maxQueryLength: 16, maxPassageLength: 40, run: { seed: 7, steps: 12, runKey: 'abc' } }));
+  const trained = await evalCli(model, join(dir, 'ev-trained'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'aaa']);
+  assert.deepEqual(trained.options, { prefix: 'q: ', maxLength: 16, batchSize: 64 });
+  // The result names the weights (sha256 of the weight file) and the training run, not just a path.
+  assert.equal(trained.model.sha256, createHash('sha256').update(readFileSync(join(model, 'model.safetensors'))).digest('hex'));
+  assert.deepEqual(trained.model.run, { seed: 7, steps: 12, runKey: 'abc' });
+  assert.match(readFileSync(join(dir, 'ev-trained', 'report.md'), 'utf8'), /\| trained \| seed 7, 12 steps, run key `abc` \|/);
   assert.deepEqual((await evalCli(model, join(dir, 'ev-told'), ['--bench', 'tatoeba', '--data', join(dir, 'tat'), '--languages', 'aaa', '--query-prefix', 'Query: '])).options,
     { prefix: 'Query: ', maxLength: 16, batchSize: 64 });
   writeFileSync(join(model, 'xlir_training.json'), JSON.stringify({ queryPrefix: 'q: ', passagePrefix: 'p: ', maxQueryLength: 'long', maxPassageLength: 40 }));

@@ -12,7 +12,7 @@ import { canonicalLanguage } from '../data/languages.ts';
 import { BITEXT_REVERSE_METRICS, evaluateAll, outcomeMetrics, SUMMARY_METRICS, type EvalOutcome, type PerQueryColumns } from '../experiment/evaluate.ts';
 import type { BitextEvalSet, MonoEvalSet } from '../experiment/data.ts';
 import type { EncodeRunOptions } from './lareqa-eval.ts';
-import { cell, code, fmt3, plural, table } from '../report/markdown.ts';
+import { cell, code, fmt3, plural, table, trainedBy } from '../report/markdown.ts';
 import { fmtSigned } from '../report/compare.ts';
 import { writeFileAtomic } from '../report/write.ts';
 
@@ -28,7 +28,8 @@ export interface SetResult {
   xlir: string;
   created: string;
   seed: number;
-  model: { path: string };
+  /** sha256: of the weight files; run: the training run recorded in the model folder. */
+  model: { path: string; sha256?: string; run?: Record<string, unknown> };
   data: { dir: string; sha256: Record<string, string> };
   /** What shaped the inputs: prefixes, lengths, batch size (Tatoeba: one prefix and length for both sides). */
   options: Record<string, string | number>;
@@ -84,7 +85,8 @@ export function setMarkdown(r: SetResult): string {
   parts.push(table(['run', ''], [
     ['model', code(r.model.path)], ['data', code(r.data.dir)], ['languages', `${r.languages.length}: ${r.languages.join(' ')}`],
     ['options', Object.entries(r.options).map(([k, v]) => `${k} ${code(String(v))}`).join(', ')],
-    ['seed', String(r.seed)], ['xlir', `${cell(r.xlir)}, ${cell(r.created)}`], ['time', `${(r.ms / 1000).toFixed(1)} s`],
+    ...(r.model.sha256 ? [['weights', `sha256 ${code(r.model.sha256.slice(0, 16))}`]] : []), ...(r.model.run ? [['trained', trainedBy(r.model.run)]] : []),
+    ['evaluation seed', `${r.seed} (the evaluation draws nothing)`], ['xlir', `${cell(r.xlir)}, ${cell(r.created)}`], ['time', `${(r.ms / 1000).toFixed(1)} s`],
   ]));
   const groupRows = Object.entries(r.groups).map(([g, x]) => [`**${cell(g)}** (${x.languages.join(' ')})`, ...metrics.map((m) => fmt3(x.metrics[m])), ...counts.map(() => '')]);
   parts.push('## Summary', 'Macro averages over languages.', table(['', ...metrics, ...counts],

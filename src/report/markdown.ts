@@ -52,6 +52,12 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 }
 
+/** A model's training run as recorded in its folder (xlir_training.json): seed, steps, run key. */
+export function trainedBy(run: Record<string, unknown>): string {
+  return [run.seed !== undefined ? `seed ${cell(String(run.seed))}` : '', run.steps !== undefined ? `${cell(String(run.steps))} steps` : '',
+    typeof run.runKey === 'string' ? `run key ${code(run.runKey)}` : '', typeof run.out === 'string' ? `in ${code(run.out)}` : ''].filter(Boolean).join(', ');
+}
+
 /** The run: bench, model, data, seed, version, timing, options. */
 export function runTable(r: LareqaResult): string {
   const model = [code(r.model.path), r.model.name ? `(${cell(r.model.name)})` : '', r.model.sha256 ? `sha256 ${code(r.model.sha256.slice(0, 16))}` : '']
@@ -66,6 +72,7 @@ export function runTable(r: LareqaResult): string {
     ['bench', cell(r.bench)],
     ['languages', cell(r.languages.join(' '))],
     ['model', model],
+    ...(r.model.run ? [['trained', trainedBy(r.model.run)]] : []),
     ['data', data],
     ['seed', String(r.seed)],
     ['xlir', cell(r.xlir)],

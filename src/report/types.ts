@@ -35,7 +35,8 @@ export interface LareqaResult {
   /** ISO date. */
   created: string;
   seed: number;
-  model: { path: string; name?: string; sha256?: string };
+  /** sha256: of the weight files; run: the training run recorded in the model folder (xlir_training.json). */
+  model: { path: string; name?: string; sha256?: string; run?: Record<string, unknown> };
   /** files: language -> sha256 of the language's data file; articles: e.g. 'test split 0.5 seed 0'. */
   data: { dir: string; files: Record<string, string>; articles?: string };
   options: Record<string, unknown>;
