@@ -598,8 +598,13 @@ export function loadWeights(model: NativeModel, folder: ModelFolder | string): s
       .map((p) => `"${p.name}": model expects ${fmtShape(p.shape)}, checkpoint has ${fmtShape(f.tensors.shape(p.name))} (${f.tensors.describe(p.name)})`);
     if (mismatched.length) throw new Error(`${f.dir}: shape mismatch: ${mismatched.join('; ')}`);
     for (const p of params) {
+      const data = f.tensors.get(p.name);
+      // A diverged training run's weights (NaN, inf) would only give NaN embeddings downstream.
+      let bad = -1;
+      for (let i = 0; i < data.length; i++) if (data[i] - data[i] !== 0) { bad = i; break; }  // NaN and ±inf, in one subtraction
+      if (bad >= 0) throw new Error(`${f.tensors.describe(p.name)}: "${p.name}" holds a non-finite value (${data[bad]}) at element ${bad}: the weights are broken (a diverged training run?)`);
       try {
-        model.setParameter(p.name, f.tensors.get(p.name), p.shape);
+        model.setParameter(p.name, data, p.shape);
       } catch (e) {
         throw new Error(`${f.tensors.describe(p.name)}: loading into "${p.name}" failed: ${(e as Error).message}`);
       }

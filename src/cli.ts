@@ -57,7 +57,9 @@ await yargs(hideBin(process.argv))
   .command('train', 'train a dual encoder on JSONL retrieval pairs with hybrid (or mono, X-Y, multilingual) batches; resumes an interrupted run in --out',
     (y) => trainOptions(y),
     async (a) => {
-      await runTrain(resolveTrainConfig(a));
+      const r = await runTrain(resolveTrainConfig(a));
+      // A stopped run (Ctrl-C, SIGTERM) is not a finished one: scripts can tell by the status, as with experiments.
+      if (r.result.state.stopped === 'interrupted') process.exitCode = 130;
     })
   .command('convert', 'convert XQuAD-R/MLQA-R, TyDi QA or bitext into the training JSONL format', (y) => convertCommands(y))
   .command('eval', 'evaluate a model: LAReQA protocol (XQuAD-R, MLQA-R: mono / cross / multilingual mAP, R@k, rank distance), TyDi QA GoldP (monolingual mAP, R@k), Tatoeba (bitext acc@1, both directions) or TREC (nDCG@10, Recall@100)',

@@ -40,6 +40,21 @@ interface Split {
   data: TokenizedData;
 }
 
+/** Training losses of the step lines of a run's log.jsonl, in order (none when there is no log). */
+function loggedSteps(path: string): number[] {
+  if (!existsSync(path)) return [];
+  const out: number[] = [];
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    try {
+      const e = JSON.parse(line) as { type?: string; loss?: number };
+      if (e.type === 'step') out.push(e.loss!);
+    } catch {
+      // a torn or garbled line: trainLoop's trimLog reports those
+    }
+  }
+  return out;
+}
+
 function readJsonOrNull(path: string): Record<string, unknown> | null {
   try {
     return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
@@ -140,8 +155,64 @@ const items = (s: { records: TrainingRecord[]; bitext: BitextRecord[] }, separat
 export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<TrainSummary> {
   checkDevice(c.device);
   if (c.threads) native().setNumThreads(c.threads);
+  refuseIfInUse(c.out);  // before --overwrite deletes anything
   if (c.overwrite) rmSync(c.out, { recursive: true, force: true });
   mkdirSync(c.out, { recursive: true });
+  const releaseLock = lockRunFolder(c.out);
+  try {
+    return await trainInFolder(c, log);
+  } finally {
+    releaseLock();
+  }
+}
+
+const LOCK = 'lock';
+
+/** The pid in `out`/lock when that process is alive (and not this one), else null. */
+function lockHolder(out: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(out, LOCK), 'utf8').trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;  // EPERM: alive, another user's
+  }
+}
+
+function refuseIfInUse(out: string): void {
+  const pid = lockHolder(out);
+  if (pid !== null) throw new Error(`${out} is in use by another xlir train (process ${pid}): two runs in one folder would overwrite each other's checkpoints; wait for it, stop it, or use another --out`);
+}
+
+/**
+ * Marks `out` as this process's (out/lock holds its pid) until the returned function is called; a
+ * lock left by a process that no longer runs (killed) is taken over.
+ */
+function lockRunFolder(out: string): () => void {
+  const path = join(out, LOCK);
+  try {
+    writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });  // atomic: of two runs starting at once, one gets it
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    refuseIfInUse(out);
+    writeFileSync(path, `${process.pid}\n`);  // a dead process's lock
+  }
+  return () => {
+    try {
+      if (readFileSync(path, 'utf8').trim() === String(process.pid)) rmSync(path, { force: true });
+    } catch {
+      // already gone
+    }
+  };
+}
+
+async function trainInFolder(c: TrainConfig, log: (s: string) => void): Promise<TrainSummary> {
   const version = native().info().version;
   // A rerun with other settings is refused before it reads the data or writes a file, so that the
   // run it refuses keeps its run.json, data-report.json and tokenizer.json.
@@ -235,6 +306,27 @@ export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) =>
       throw new Error(`${join(c.out, 'checkpoint')} was written by a run whose batches could hold two pairs with the same positive passage; ` +
         'resume it with --shared-positives allow, or start afresh with --overwrite');
     assertSameRun(c.out, key, earlierKeys);
+    // No checkpoint, but a log of steps: a finished run whose checkpoint was removed (experiments
+    // remove them) is reported as it finished; anything else cannot resume and is not restarted
+    // over its own history.
+    if (!existsSync(join(c.out, 'checkpoint', 'state.json'))) {
+      const logged = loggedSteps(join(c.out, 'log.jsonl'));
+      if (logged.length) {
+        const prev = readJsonOrNull(join(c.out, 'run.json'));
+        const mine = prev !== null && [key, ...earlierKeys].includes(prev.runKey as string);
+        if (mine && prev.finished && existsSync(join(c.out, 'model', 'config.json'))) {
+          log(`this run had already finished (${join(c.out, 'model')}; its checkpoint was removed)`);
+          const st = prev.state as LoopResult['state'];
+          return {
+            out: c.out, modelDir: join(c.out, 'model'), steps,
+            result: { state: st, losses: logged, validation: (prev.validation ?? []) as LoopResult['validation'], dataWaitMs: Number(prev.dataWaitMs ?? 0), engineMs: Number(prev.engineMs ?? 0) },
+            learnedTemperature: prev.learnedTemperature as number | undefined,
+          };
+        }
+        throw new Error(`${c.out}: log.jsonl records ${logged.length} steps but there is no checkpoint to resume them from (${join(c.out, 'checkpoint')} is missing): ` +
+          'use --overwrite to start afresh, or another --out folder');
+      }
+    }
     writeJsonAtomic(join(c.out, 'data-report.json'), reports);
     const now = new Date().toISOString();
     const resuming = existsSync(join(c.out, 'checkpoint', 'state.json'));

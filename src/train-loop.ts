@@ -268,7 +268,7 @@ export async function trainLoop(
       } else if (e.type === 'validation') validationLog.push({ step: e.step, loss: e.loss });
     }
   }
-  let interrupted = false;
+  let interrupted = false, lastCheckpoint = resumed ? state.step : 0;
   const onSigint = () => {
     if (interrupted) process.exit(130);  // a second Ctrl-C stops at once
     interrupted = true;
@@ -307,6 +307,12 @@ export async function trainLoop(
       next = step + 1 < o.steps ? assemble() : null;
       const prepMs = performance.now() - td;
       const r = await pending;
+      // A diverged run stops here, before anything of it is logged or saved: the last checkpoint and
+      // best/ hold finite weights.
+      if (!Number.isFinite(r.loss) || !Number.isFinite(r.gradNorm))
+        throw new Error(`step ${step + 1}: the ${Number.isFinite(r.loss) ? 'gradient norm' : 'loss'} is ${Number.isFinite(r.loss) ? r.gradNorm : r.loss} ` +
+          `(learning rate ${lr.toPrecision(3)}): training diverged. Nothing of this step was saved; the last checkpoint is ` +
+          `${lastCheckpoint ? `step ${lastCheckpoint}'s` : 'none'}. Train again with a lower --lr or a --max-grad-norm (with --overwrite, or another --out)`);
       const stepMs = performance.now() - te;
       engineMs += stepMs;
       // Time the engine would have idled: batch preparation that outlasted the step.
@@ -328,6 +334,9 @@ export async function trainLoop(
 
       if (o.evalEvery > 0 && (state.step % o.evalEvery === 0 || state.step === o.steps) && validation.length) {
         const vl = await validate();
+        if (!Number.isFinite(vl))
+          throw new Error(`step ${state.step}: the validation loss is ${vl}: training diverged; the last checkpoint is ${lastCheckpoint ? `step ${lastCheckpoint}'s` : 'none'}. ` +
+            'Train again with a lower --lr or a --max-grad-norm (with --overwrite, or another --out)');
         validationLog.push({ step: state.step, loss: vl });
         const better = state.bestLoss === null || vl < state.bestLoss;
         state = { ...state, bestLoss: better ? vl : state.bestLoss, bestStep: better ? state.step : state.bestStep, badEvals: better ? 0 : state.badEvals + 1 };
@@ -350,6 +359,7 @@ export async function trainLoop(
         if (state.step === o.steps) state.stopped = 'done';
         // Sampler state: the batch already drawn into `next` is re-drawn on resume.
         writeCheckpoint(o.outDir, trainer, state, o.runKey, o.defining);
+        lastCheckpoint = state.step;
       }
       if (stopNow) {
         state.stopped = 'interrupted';

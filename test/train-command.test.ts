@@ -2,8 +2,9 @@
 // validation loss, the run folder's contents, a model that loads back, a changed run refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { definingConfigs, parseTrainArgs } from '../src/train-config.ts';
 import { runTrain } from '../src/train-command.ts';
@@ -146,6 +147,17 @@ test('xlir train: hybrid batches on synthetic pairs, falling validation loss, a 
   // A checkpoint state that cannot be read is named, not taken for a fresh start.
   writeFileSync(join(out, 'checkpoint', 'state.json'), '{"runKey": "ab');
   await assert.rejects(runTrain(await parseTrainArgs(args), () => {}), /checkpoint[/\\]state\.json: not a readable checkpoint state/);
+  // Without its checkpoint, the finished run is reported as it finished (experiments remove
+  // checkpoints); without its model too, it is refused rather than restarted over its own log.
+  rmSync(join(out, 'checkpoint'), { recursive: true });
+  const noCkpt: string[] = [];
+  const back = await runTrain(await parseTrainArgs(args), (s) => noCkpt.push(s));
+  assert.ok(noCkpt.some((l) => /already finished .*its checkpoint was removed/.test(l)), noCkpt.join('\n'));
+  assert.deepEqual(back.result.losses, r.result.losses);
+  assert.deepEqual(back.result.state, r.result.state);
+  rmSync(join(out, 'model'), { recursive: true });
+  await assert.rejects(runTrain(await parseTrainArgs(args), () => {}), /log\.jsonl records 40 steps but there is no checkpoint to resume them from/);
+  assert.equal(readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').filter((l) => l.includes('"step"')).length >= 40, true);
 });
 
 test('xlir train: held-out languages are absent from training; empty data is an error naming the file', async () => {
@@ -261,4 +273,45 @@ test('xlir train --shared-positives: twins are kept apart by default, and an ear
   await runTrain(await parseTrainArgs([...common.slice(0, 1), data, ...common.slice(3), '--out', join(dir, 'plain')]), () => {});
   await runTrain(await parseTrainArgs([...common.slice(0, 1), data, ...common.slice(3), '--out', join(dir, 'plain2'), '--shared-positives', 'allow']), () => {});
   assert.equal(key('plain'), key('plain2'));
+});
+
+// One run per folder: a live process's lock refuses a second run (even with --overwrite, which would
+// delete the first run's files under it); a dead process's lock is taken over; the lock goes with the run.
+test('xlir train: a run folder in use by a live process is refused; a stale lock is taken over', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-train-lock-'));
+  const { data, vocab } = makeData(dir, 20);
+  const out = join(dir, 'run');
+  const args = ['--data', data, '--out', out, '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6', '--steps', '2',
+    '--eval-every', '0', '--validation-fraction', '0', '--cache-dir', join(dir, 'cache')];
+  mkdirSync(out);
+  writeFileSync(join(out, 'lock'), `${process.ppid}\n`);  // the test runner: alive
+  for (const extra of [[], ['--overwrite']])
+    await assert.rejects(runTrain(await parseTrainArgs([...args, ...extra]), () => {}), new RegExp(`run is in use by another xlir train \\(process ${process.ppid}\\)`));
+  assert.ok(existsSync(join(out, 'lock')), '--overwrite deleted a live run\'s folder');
+  writeFileSync(join(out, 'lock'), '999999999\n');  // no such process
+  const r = await runTrain(await parseTrainArgs(args), () => {});
+  assert.equal(r.result.state.stopped, 'done');
+  assert.ok(!existsSync(join(out, 'lock')), 'the lock is released');
+});
+
+// The command line: Ctrl-C stops the run at a checkpoint and the exit status says it did not finish.
+test('xlir train: SIGINT writes a checkpoint and exits with status 130', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xlir-train-int-'));
+  const { data, vocab } = makeData(dir, 20);
+  const out = join(dir, 'run');
+  const cli = new URL('../bin/xlir.mjs', import.meta.url).pathname;
+  const child = spawn(process.execPath, [cli, 'train', '--data', data, '--out', out, '--scratch', 'tiny', '--tokenizer', vocab, '--batch-size', '6',
+    '--steps', '100000', '--eval-every', '0', '--validation-fraction', '0', '--cache-dir', join(dir, 'cache'), '--threads', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (b) => (stderr += b));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  const t0 = Date.now();
+  while (!(existsSync(join(out, 'log.jsonl')) && readFileSync(join(out, 'log.jsonl'), 'utf8').includes('"step"'))) {
+    if (Date.now() - t0 > 60_000) (child.kill('SIGKILL'), assert.fail(`no step logged in 60 s: ${stderr}`));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGINT');
+  assert.equal(await exited, 130, stderr);
+  assert.match(stderr, /stopped at step \d+; run the same command again to resume/);
+  assert.ok(existsSync(join(out, 'checkpoint', 'state.json')));
 });

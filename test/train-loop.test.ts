@@ -64,7 +64,7 @@ function setup(outDir: string, over: Partial<LoopOptions> = {}, device = 'cpu', 
     outDir, steps: 12, warmupSteps: 2, lr: 2e-3, seed: 3, hardNegatives: 1, evalEvery: 4, patience: 0, checkpointEvery: 100,
     runKey: 'k1', log: () => {}, ...over,
   };
-  return { enc, learnedScale, run: () => trainLoop(trainer, new TestSampler(), d, validation, o, (st) => new TestSampler((st as { pos: number }).pos)) };
+  return { enc, trainer, learnedScale, run: () => trainLoop(trainer, new TestSampler(), d, validation, o, (st) => new TestSampler((st as { pos: number }).pos)) };
 }
 
 test('an interrupted run resumes exactly where it stopped', async () => {
@@ -238,4 +238,31 @@ test('a hard kill after the last checkpoint: the resumed run redoes the steps an
   assert.deepEqual(log.filter((e) => e.type === 'step').map((e) => e.step), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
   assert.deepEqual(log.filter((e) => e.type === 'step').map((e) => e.loss), rf.losses);
   for (const x of [full, third]) x.enc.dispose();
+});
+
+// A run whose loss (or gradient norm) stops being finite stops at once, saying so; the step is not
+// logged and no checkpoint of it is written, so the last checkpoint keeps finite weights; and a
+// model folder with a non-finite weight is refused when loaded, naming the tensor.
+test('a diverged run stops before logging or saving the broken step; broken weights are refused on load', async () => {
+  const b = mkdtempSync(join(tmpdir(), 'xlir-loop-nan-'));
+  const run = setup(b, { checkpointEvery: 2 });
+  const step = run.trainer.step.bind(run.trainer);
+  let calls = 0;
+  run.trainer.step = async (...args) => {
+    const r = await step(...args);
+    return ++calls === 5 ? { ...r, loss: Number.NaN } : r;
+  };
+  await assert.rejects(run.run(), /step 5: the loss is NaN \(learning rate [\d.e-]+\): training diverged\. Nothing of this step was saved; the last checkpoint is step 4's/);
+  const log = readFileSync(join(b, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'step');
+  assert.deepEqual(log.map((e) => e.step), [1, 2, 3, 4]);
+  assert.equal(JSON.parse(readFileSync(join(b, 'checkpoint', 'state.json'), 'utf8')).step, 4);
+  run.enc.dispose();
+  // Broken weights on disk: refused with the tensor named.
+  const bad = Encoder.create(cfg);
+  const w = bad.model.getParameter('encoder.layer.1.output.dense.weight');
+  w[17] = Number.POSITIVE_INFINITY;
+  bad.model.setParameter('encoder.layer.1.output.dense.weight', w, [32, 64]);
+  bad.save(join(b, 'broken'));
+  bad.dispose();
+  assert.throws(() => Encoder.load(join(b, 'broken')), /"encoder\.layer\.1\.output\.dense\.weight" holds a non-finite value \(Infinity\) at element 17/);
 });
