@@ -469,7 +469,9 @@ export function readModelFolder(dirIn: string, opts: ReadOptions = {}): ModelFol
   const tdir = modules ? modules[0].dir : dir;
   const configPath = join(tdir, 'config.json');
   if (!existsSync(configPath)) {
-    throw new Error(`${tdir}: no config.json (expected a Hugging Face or sentence-transformers model folder)`);
+    // A run folder of xlir train holds its model in model/ (and best/, checkpoint/model).
+    const hint = existsSync(join(dir, 'model', 'config.json')) ? `; it looks like a run folder: its model is ${join(dir, 'model')}` : '';
+    throw new Error(`${tdir}: no config.json (expected a Hugging Face or sentence-transformers model folder)${hint}`);
   }
   const { config: enc, modelType, defaulted } = parseHfConfig(readJsonObject(configPath), configPath);
 

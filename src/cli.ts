@@ -5,13 +5,14 @@ import { native } from './native.ts';
 import { DEMO_DEFAULTS, runDemo } from './demo.ts';
 import { experimentOptions, runExperimentCommand } from './experiment/command.ts';
 import { runEncode } from './encode-command.ts';
-import { resolveTrainConfig, trainOptions } from './train-config.ts';
+import { refuseRepeatedOptions, resolveTrainConfig, trainOptions } from './train-config.ts';
 import { runTrain } from './train-command.ts';
 import { convertCommands } from './convert-command.ts';
 import { evalOptions, runCompare, runEval } from './eval-command.ts';
 import { indexCommand, searchCommand } from './search-command.ts';
 
-await yargs(hideBin(process.argv))
+const cli = yargs(hideBin(process.argv));
+await cli
   .scriptName('xlir')
   .command('demo', 'the main job on built-in data: trains X-X-mono, X-Y and hybrid tiny encoders on a 9-language retrieval set in the repository, evaluates them against the untrained model, prints the table and writes a report (no network, no ../shared)',
     (y) => y
@@ -81,10 +82,12 @@ await yargs(hideBin(process.argv))
   })
   .demandCommand(1, 'name a command: demo, experiment, train, convert, eval, compare, index, search, encode, info')
   .strict()
+  .check((a) => refuseRepeatedOptions(a, (cli as unknown as { getOptions(): { array: string[] } }).getOptions().array), true)
   .help()
-  .fail((msg, err, y) => {
+  .fail((msg, err) => {
+    // The message alone (the help of a command is a screen long; it was printed above the message).
     if (err) console.error(`xlir: ${err.message}`);
-    else console.error(`${y.help()}\n\n${msg}`);
+    else console.error(`xlir: ${msg}\n(xlir ${hideBin(process.argv).find((x) => !x.startsWith('-')) ?? ''} --help lists the options)`);
     process.exit(1);
   })
   .parseAsync();

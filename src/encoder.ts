@@ -77,6 +77,10 @@ export class Encoder {
       if (opts.precision) m.setPrecision(opts.precision);
       if (device !== 'cpu') m.toDevice(device);
       const tok = folder.tokenizerPath && existsSync(folder.tokenizerPath) ? TextTokenizer.fromFile(folder.tokenizerPath) : undefined;
+      if (tok && tok.vocabSize > folder.config.vocabSize) {
+        m.dispose();
+        throw new Error(`${folder.tokenizerPath}: the tokenizer has ${tok.vocabSize} tokens but the model's vocabulary (${folder.meta.configPath}) has ${folder.config.vocabSize}: they do not belong together`);
+      }
       return new Encoder(m, folder.config, tok, folder.tokenizerPath, { prompts: folder.meta.prompts, training: folder.meta.training, weightFiles: folder.meta.weightFiles });
     } finally {
       folder.tensors.close();

@@ -9,7 +9,7 @@
 //   best/           the model with the lowest validation loss so far
 //   model/          the selected model: best/ when validation ran, else the last weights
 //   tokenizer.json  when built from a vocab.txt
-import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { Encoder, checkDevice } from './encoder.ts';
@@ -18,6 +18,7 @@ import { ContrastiveTrainer } from './trainer.ts';
 import { LearnedScale } from './temperature.ts';
 import { recoverDir, replaceDir, tmpDirFor } from './atomic-dir.ts';
 import { tokenizeAll, type TokenStore } from './token-cache.ts';
+import { canonicalLanguage } from './data/languages.ts';
 import { assembleBatch, assertSameRun, assertSameSettings, checkpointRunKey, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
 import { readTrainingData, type BitextRecord, type ReadReport, type TrainingRecord } from './data/format.ts';
 import { BatchSampler, type SamplerOptions } from './sampler.ts';
@@ -155,6 +156,7 @@ const items = (s: { records: TrainingRecord[]; bitext: BitextRecord[] }, separat
 export async function runTrain(c: TrainConfig, log: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<TrainSummary> {
   checkDevice(c.device);
   if (c.threads) native().setNumThreads(c.threads);
+  if (existsSync(c.out) && !statSync(c.out).isDirectory()) throw new Error(`--out ${c.out}: exists and is not a folder (a run folder holds checkpoint/, model/, log.jsonl, ...)`);
   refuseIfInUse(c.out);  // before --overwrite deletes anything
   if (c.overwrite) rmSync(c.out, { recursive: true, force: true });
   mkdirSync(c.out, { recursive: true });
@@ -237,6 +239,11 @@ async function trainInFolder(c: TrainConfig, log: (s: string) => void): Promise<
     val = { records: all.records.filter((r) => inVal(r.group)), bitext: all.bitext.filter((b) => inVal(b.group)) };
     log(`validation: ${val.records.length} pairs held out (${(c.validationFraction * 100).toFixed(1)}% of the groups, seed ${c.seed})`);
   }
+  if (c.hardNegatives > 0 && !train.records.some((r) => r.negatives?.length))
+    throw new Error(`--hard-negatives ${c.hardNegatives}: no training pair has "negatives" (xlir convert lareqa --hard-negatives k writes them; src/data/FORMAT.md)`);
+  const heldOut = new Set(Object.keys(all.report.heldOut.byLanguage).map(canonicalLanguage));
+  const absent = c.heldOutLanguages.filter((l) => !heldOut.has(canonicalLanguage(l)));
+  if (absent.length) log(`note: --held-out-languages ${absent.join(' ')}: not in the training data, so holding ${absent.length > 1 ? 'them' : 'it'} out changes nothing`);
   if (!train.records.length) {
     const fresh = !existsSync(join(c.out, 'checkpoint'));
     if (fresh) writeJsonAtomic(join(c.out, 'data-report.json'), reports);

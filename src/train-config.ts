@@ -81,10 +81,52 @@ export interface TrainConfig {
 }
 
 /** Reads a config file: YAML by extension, JSON otherwise; it must hold a mapping of option names. */
-export function readConfigFile(path: string): Record<string, unknown> {
+export function readConfigFile(path: string, known?: ReadonlySet<string>): Record<string, unknown> {
   const v = readStructuredFile(path, 'config file');
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`config file ${path}: expected a mapping of option names to values`);
+  // Named here, with the file and the nearest option, rather than as yargs' "Unknown arguments" after the help.
+  if (known) for (const k of Object.keys(v)) {
+    if (known.has(k)) continue;
+    const near = nearestName(k, [...known].filter((x) => !/[A-Z]/.test(x)));
+    throw new Error(`config file ${path}: unknown option "${k}"${near ? ` (did you mean "${near}"?)` : ''}; the keys are the flags' names (xlir train --help)`);
+  }
   return v as Record<string, unknown>;
+}
+
+/** The closest of `names` to `k` ignoring case, '-' and '_', when close enough to be a likely typo. */
+export function nearestName(k: string, names: readonly string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
+  const d = (a: string, b: string) => {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = row[0];
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const cur = row[j];
+        row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = cur;
+      }
+    }
+    return row[b.length];
+  };
+  let best: string | undefined, bestD = Infinity;
+  for (const n of names) {
+    const x = d(norm(k), norm(n));
+    if (x < bestD) (best = n), (bestD = x);
+  }
+  return bestD <= Math.max(2, Math.floor(norm(k).length / 4)) ? best : undefined;
+}
+
+/**
+ * A yargs check: an option given twice (yargs makes an array of it) is an error naming it, unless
+ * it takes a list. `arrays`: the options that take lists.
+ */
+export function refuseRepeatedOptions(argv: Record<string, unknown>, arrays: readonly string[]): true {
+  for (const [k, v] of Object.entries(argv)) {
+    if (k === '_' || k === '$0' || /[A-Z]/.test(k) || !Array.isArray(v) || arrays.includes(k)) continue;
+    throw new Error(`--${k} was given ${v.length} times (${v.map((x) => JSON.stringify(x)).join(', ')}): give it once`);
+  }
+  return true;
 }
 
 export function defaultCacheDir(): string {
@@ -93,9 +135,14 @@ export function defaultCacheDir(): string {
 
 /** The flags of `xlir train`, grouped for --help. Config-file keys are the same names. */
 export function trainOptions<T>(y: Argv<T>) {
+  // Option names (and yargs' camelCase forms) known once the options below are defined.
+  const known = () => {
+    const keys = Object.keys((y as unknown as { getOptions(): { key: Record<string, unknown> } }).getOptions().key);
+    return new Set(['config', ...keys, ...keys.map((k) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()))]);
+  };
   return y
     .config('config', 'JSON or YAML file of options (same names as the flags); flags given on the command line override it',
-      readConfigFile)
+      (path: string) => readConfigFile(path, known()))
     .group(['data', 'validation', 'validation-fraction', 'validation-batches', 'held-out-languages', 'out', 'overwrite'], 'Data and output:')
     .option('data', { type: 'string', array: true, describe: 'training JSONL files (format: src/data/FORMAT.md)' })
     .option('validation', { type: 'string', array: true, default: [], describe: 'validation JSONL files; none: hold out --validation-fraction of the groups' })
@@ -198,6 +245,8 @@ export function resolveTrainConfig(a: Parsed): TrainConfig {
     nonNegativeInt(k, a[k] as number);
   positive('checkpoint-every', a['checkpoint-every']);
   if (!(a.warmup >= 0)) throw new Error(`--warmup must be >= 0, got ${a.warmup}`);
+  if (!(a['weight-decay'] >= 0)) throw new Error(`--weight-decay must be >= 0, got ${a['weight-decay']}`);
+  if (!(a['max-grad-norm'] >= 0)) throw new Error(`--max-grad-norm must be >= 0 (0: no clipping), got ${a['max-grad-norm']}`);
   if (a.steps === 0) positive('epochs', a.epochs);
   if (a.threads !== undefined) positive('threads', a.threads);
   return {
@@ -251,7 +300,9 @@ export function definingConfigs(c: TrainConfig): Record<string, unknown>[] {
 /** Parses `xlir train` arguments (without the command name) into a TrainConfig; for tests and scripts. */
 export async function parseTrainArgs(argv: string[]): Promise<TrainConfig> {
   const { default: yargs } = await import('yargs');
-  const y = trainOptions(yargs(argv)).strict().exitProcess(false).fail((msg, err) => {
+  const y = trainOptions(yargs(argv)).strict().exitProcess(false)
+    .check((a) => refuseRepeatedOptions(a, (y as unknown as { getOptions(): { array: string[] } }).getOptions().array), true)
+    .fail((msg, err) => {
     throw err ?? new Error(msg);
   });
   return resolveTrainConfig(await y.parseAsync());

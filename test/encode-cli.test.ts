@@ -114,6 +114,8 @@ test('xlir encode writes the embeddings sentence-transformers computes', { skip:
     assert.notEqual(e.status, 0);
     assert.match(e.stderr, /--output .*bad\.jsonl[/\\]x\.npy: cannot write in .*\(E(NOTDIR|EXIST)\)/);
     assert.doesNotMatch(e.stderr, /encode: wrote|texts/);
+    e = xlir(['encode', '--model', model, '--input', input, '--output', dir]);
+    assert.match(e.stderr, /--output .*: is a folder; give the file to write/);
     // a folder that does not exist yet is made
     e = xlir(['encode', '--model', model, '--input', input, '--output', join(dir, 'new', 'sub', 'x.npy'), '--max-length', '16']);
     assert.equal(e.status, 0, e.stderr);

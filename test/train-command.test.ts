@@ -71,6 +71,13 @@ test('config file values are overridden by flags; bad values name the option', a
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ data: ['a.jsonl'], out: 'o', model: 'm', alpha: 1.5 }));
   await assert.rejects(parseTrainArgs(['--config', join(dir, 'c.json')]), /--alpha must be in \[0, 1\], got 1.5/);
   await assert.rejects(parseTrainArgs(['--data', 'a', '--out', 'o']), /exactly one of --model DIR .* or --scratch/);
+  // A repeated flag, and a config key that is no option (with the likely one), are named.
+  await assert.rejects(parseTrainArgs(['--config', join(dir, 'c.yaml'), '--lr', '1e-4', '--lr', '2e-4']), /--lr was given 2 times \(0\.0001, 0\.0002\): give it once/);
+  assert.deepEqual((await parseTrainArgs(['--config', join(dir, 'c.yaml'), '--data', 'x.jsonl', '--data', 'y.jsonl'])).data, ['x.jsonl', 'y.jsonl'], 'a list option may repeat');
+  writeFileSync(join(dir, 'typo.yaml'), 'data: [a.jsonl]\nout: run\nscratch: tiny\ntokenizer: v.txt\nbatch_sise: 4\n');
+  await assert.rejects(parseTrainArgs(['--config', join(dir, 'typo.yaml')]), /typo\.yaml: unknown option "batch_sise" \(did you mean "batch-size"\?\)/);
+  writeFileSync(join(dir, 'camel.yaml'), 'data: [a.jsonl]\nout: run\nscratch: tiny\ntokenizer: v.txt\nbatchSize: 4\n');
+  assert.equal((await parseTrainArgs(['--config', join(dir, 'camel.yaml')])).batchSize, 4, 'camelCase keys are the same options');
   writeFileSync(join(dir, 'bad.yaml'), 'data: [a\n');
   await assert.rejects(parseTrainArgs(['--config', join(dir, 'bad.yaml')]), /bad\.yaml: not valid YAML/);
 });
@@ -170,6 +177,21 @@ test('xlir train: held-out languages are absent from training; empty data is an 
   const report = JSON.parse(readFileSync(join(dir, 'a', 'data-report.json'), 'utf8'));
   assert.equal(report.train.heldOut.records, 40);
   assert.deepEqual(Object.keys(report.train.kept.byLanguage).sort(), ['de', 'en']);
+  // Inputs that would silently train something else than asked are refused or noted.
+  await assert.rejects(runTrain(await parseTrainArgs([...base, '--data', data, '--out', join(dir, 'hn'), '--hard-negatives', '1']), () => {}),
+    /--hard-negatives 1: no training pair has "negatives"/);
+  const notes: string[] = [];
+  await runTrain(await parseTrainArgs([...base, '--data', data, '--out', join(dir, 'vi'), '--held-out-languages', 'vi']), (l) => notes.push(l));
+  assert.ok(notes.some((l) => /note: --held-out-languages vi: not in the training data/.test(l)), notes.join('\n'));
+  writeFileSync(join(dir, 'afile'), 'x');
+  await assert.rejects(runTrain(await parseTrainArgs([...base, '--data', data, '--out', join(dir, 'afile')]), () => {}), /--out .*afile: exists and is not a folder/);
+  await assert.rejects(parseTrainArgs([...base, '--data', data, '--out', 'o', '--weight-decay', '-0.1']), /--weight-decay must be >= 0, got -0\.1/);
+  assert.throws(() => Encoder.load(join(dir, 'a')), /no config\.json .*it looks like a run folder: its model is .*[/\\]a[/\\]model/);
+  // A tokenizer larger than the model's vocabulary does not belong to it.
+  const big = JSON.parse(readFileSync(join(dir, 'a', 'model', 'tokenizer.json'), 'utf8'));
+  for (let k = 0; k < 50; k++) big.model.vocab[`extra${k}`] = 10_000 + k;
+  writeFileSync(join(dir, 'a', 'model', 'tokenizer.json'), JSON.stringify(big));
+  assert.throws(() => Encoder.load(join(dir, 'a', 'model')), /tokenizer\.json: the tokenizer has \d+ tokens but the model's vocabulary .*config\.json\) has \d+/);
   writeFileSync(join(dir, 'empty.jsonl'), '');
   await assert.rejects(runTrain(await parseTrainArgs([...base, '--out', join(dir, 'b'), '--data', join(dir, 'empty.jsonl')]), () => {}),
     /empty\.jsonl/);
