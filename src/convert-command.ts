@@ -46,6 +46,8 @@ export function convertCommands<T>(y: Argv<T>) {
       (c) => c
         .option('a', { type: 'string', describe: 'first file (language from its extension, e.g. .deu)' })
         .option('b', { type: 'string', describe: 'second file, line-aligned with the first' })
+        .option('lang-a', { type: 'string', describe: 'language of --a (default: its extension)' })
+        .option('lang-b', { type: 'string', describe: 'language of --b (default: its extension)' })
         .option('tatoeba', { type: 'string', describe: 'or: a Tatoeba (LASER) folder, with --code' })
         .option('code', { type: 'string', describe: 'the Tatoeba pair\'s language: its three-letter code (swh) or the language\'s code (sw)' })
         .option('out', { type: 'string', demandOption: true, describe: 'JSONL file to write' }),
@@ -56,7 +58,7 @@ export function convertCommands<T>(y: Argv<T>) {
           files = tatoebaPairFiles(a.tatoeba, resolveTatoebaCode(a.tatoeba, a.code));
         } else if (a.a && a.b) files = [a.a, a.b];
         else throw new Error('give --a FILE --b FILE, or --tatoeba DIR --code XXX');
-        done(a.out, await convertBitextToFile(files[0], files[1], a.out), /(^|[/\\])tatoeba\.[a-z]{3}-eng\./.test(files[0]) ? EVAL_CAUTION.tatoeba : undefined);
+        done(a.out, await convertBitextToFile(files[0], files[1], a.out, { langA: a['lang-a'], langB: a['lang-b'] }), /(^|[/\\])tatoeba\.[a-z]{3}-eng\./.test(files[0]) ? EVAL_CAUTION.tatoeba : undefined);
       })
     .demandCommand(1, 'name a converter: lareqa, tydiqa, bitext');
 }

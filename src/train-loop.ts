@@ -214,24 +214,32 @@ export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: st
 
 /**
  * Keeps the log lines of steps <= step: a run killed after its last checkpoint logged steps that the
- * resumed run redoes (and a kill during a write leaves a partial last line). Rewritten atomically.
- * Returns how many lines were dropped.
+ * resumed run redoes (and a kill during a write leaves a partial last line). A line that is not
+ * JSON cannot be kept either; its line number is reported apart, since only a torn last line is
+ * expected. Rewritten atomically.
  */
-export function trimLog(path: string, step: number): number {
-  if (!existsSync(path)) return 0;
-  const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.length);
-  const keep = lines.filter((l) => {
+export function trimLog(path: string, step: number): { after: number; unreadable: number[] } {
+  if (!existsSync(path)) return { after: 0, unreadable: [] };
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const keep: string[] = [], unreadable: number[] = [];
+  let after = 0;
+  lines.forEach((l, i) => {
+    if (!l.length) return;
+    let s: unknown;
     try {
-      return (JSON.parse(l) as { step?: unknown }).step as number <= step;
+      s = (JSON.parse(l) as { step?: unknown }).step;
     } catch {
-      return false;
+      unreadable.push(i + 1);
+      return;
     }
+    if ((s as number) <= step) keep.push(l);
+    else after++;
   });
-  if (keep.length === lines.length) return 0;
+  if (!after && !unreadable.length) return { after, unreadable };
   const tmp = `${path}.tmp-${process.pid}`;
   writeFileSync(tmp, keep.map((l) => l + '\n').join(''));
   renameSync(tmp, path);
-  return lines.length - keep.length;
+  return { after, unreadable };
 }
 
 export async function trainLoop(
@@ -250,7 +258,8 @@ export async function trainLoop(
     sampler = restoreSampler(state.sampler);
     log(`resuming from ${join(o.outDir, CKPT)} at step ${state.step}`);
     const dropped = trimLog(logPath, state.step);
-    if (dropped) log(`log.jsonl: dropped ${dropped} line(s) after step ${state.step}, written after the checkpoint by the stopped run (they are redone)`);
+    if (dropped.after) log(`log.jsonl: dropped ${dropped.after} line(s) after step ${state.step}, written after the checkpoint by the stopped run (they are redone)`);
+    if (dropped.unreadable.length) log(`log.jsonl: dropped ${dropped.unreadable.length} line(s) that are not JSON (line ${dropped.unreadable.join(', ')}; a torn last line is what a kill leaves)`);
     if (state.stopped === 'done' || state.stopped === 'early') log('this run had already finished');
   }
   const losses: number[] = [], validationLog: { step: number; loss: number }[] = [];

@@ -173,7 +173,7 @@ test('TyDi QA converter on hand-made files: language from name or option, mismat
   assert.equal(report.skipped.missing_field.examples[0], `${f}: question bengali--5-1: no \`positive\``);
   const g = join(dir, 'questions.json');
   writeFileSync(g, JSON.stringify({ data: [entry('x-1', 'q?', 'p')] }));
-  assert.throws(() => convertTydiqa(g), /questions\.json: cannot tell the language from the file name .*pass the lang option/);
+  assert.throws(() => convertTydiqa(g), /questions\.json: cannot tell the language from the file name .*give it with --lang/);
   assert.equal(convertTydiqa(g, { lang: 'yo', dataset: 'mine' }).records[0].lang, 'yo');
   assert.throws(() => convertTydiqa(g, { lang: 'yoruba' }), /unknown language code "yoruba"/);
   writeFileSync(g, JSON.stringify({ data: [{ title: 't', paragraphs: {} }] }));
@@ -234,7 +234,7 @@ test('bitext on hand-made files: a line-count mismatch names both files; empty l
   );
   const d = join(dir, 'corpus.txt');
   writeFileSync(d, 'x\ny\nz\nw\n');
-  assert.throws(() => convertBitext(a, d), /cannot tell the language of .*corpus\.txt from its extension; pass langB/);
+  assert.throws(() => convertBitext(a, d), /cannot tell the language of .*corpus\.txt from its extension; give it with --lang-b/);
   assert.equal(convertBitext(a, d, { langB: 'fr', groupPrefix: 'p' }).records[1].group, 'p:1');
   assert.throws(() => convertBitext(a, join(dir, 'missing.en')), /bitext file .*missing\.en cannot be read/);
   assert.throws(() => convertBitext(a, a), /both sides are de/);
@@ -259,4 +259,12 @@ test('xlir convert: Tatoeba, TyDi QA dev and unsplit XQuAD-R are converted with 
   assert.match(r.stderr, /note: all articles: train on --split train/);
   r = run(['lareqa', '--data', xquad, '--languages', 'en', '--split', 'train', '--out', join(dir, 'l2.jsonl')]);
   assert.doesNotMatch(r.stderr, /note:/);
+  // A file whose extension is no language: --lang-b says it (the error names the flag).
+  writeFileSync(join(dir, 'c.de'), 'Hallo.\n');
+  writeFileSync(join(dir, 'c.txt'), 'Bonjour.\n');
+  r = run(['bitext', '--a', join(dir, 'c.de'), '--b', join(dir, 'c.txt'), '--out', join(dir, 'c.jsonl')]);
+  assert.match(r.stderr, /cannot tell the language of .*c\.txt from its extension; give it with --lang-b/);
+  r = run(['bitext', '--a', join(dir, 'c.de'), '--b', join(dir, 'c.txt'), '--lang-b', 'fr', '--out', join(dir, 'c.jsonl')]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(readFileSync(join(dir, 'c.jsonl'), 'utf8'), /"lang":"fr"/);
 });

@@ -51,11 +51,11 @@ export function convertBitext(fileA: string, fileB: string, opts: ConvertBitextO
   const langOf = (file: string, given: string | undefined, which: string) => {
     const code = given ?? extname(file).slice(1);
     if (!isKnownLanguage(code))
-      throw new Error(`convertBitext: ${given === undefined ? `cannot tell the language of ${file} from its extension` : `unknown language code ${JSON.stringify(code)}`}; pass ${which} (e.g. 'de' or 'deu')`);
+      throw new Error(`convertBitext: ${given === undefined ? `cannot tell the language of ${file} from its extension` : `unknown language code ${JSON.stringify(code)}`}; give it with ${which} (e.g. de or deu)`);
     return opts.canonicalLanguages === false ? code : canonicalLanguage(code);
   };
-  const langA = langOf(fileA, opts.langA, 'langA');
-  const langB = langOf(fileB, opts.langB, 'langB');
+  const langA = langOf(fileA, opts.langA, '--lang-a');
+  const langB = langOf(fileB, opts.langB, '--lang-b');
   if (langA === langB) throw new Error(`convertBitext: both sides are ${langA} (${fileA}, ${fileB})`);
   const stem = stemA === stemB ? stemA : `${basename(fileA)}+${basename(fileB)}`;
   const prefix = opts.groupPrefix ?? stem;

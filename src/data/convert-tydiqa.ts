@@ -42,7 +42,7 @@ export function convertTydiqa(files: string | string[], opts: ConvertTydiqaOptio
   const seen = new Set<string>();
   for (const file of list) {
     const lang = opts.lang ?? tydiqaLanguageOfFile(file);
-    if (!lang) throw new Error(`${file}: cannot tell the language from the file name (expected e.g. swahili_tydiqa_dev.json); pass the lang option`);
+    if (!lang) throw new Error(`${file}: cannot tell the language from the file name (expected e.g. swahili_tydiqa_dev.json); give it with --lang`);
     let json: unknown;
     try {
       json = JSON.parse(readFileSync(file, 'utf8'));
