@@ -7,6 +7,7 @@ import { basename, join, resolve, sep } from 'node:path';
 import type { Argv } from 'yargs';
 import { Encoder } from './encoder.ts';
 import { resolveInputs } from './input-defaults.ts';
+import { otherJsonFiles } from './data/lareqa.ts';
 import { native } from './native.ts';
 import { evaluateLareqa } from './eval/lareqa-eval.ts';
 import { evaluateTrec } from './eval/trec-eval-command.ts';
@@ -123,10 +124,13 @@ export async function runEval(a: EvalArgs, log: (s: string) => void = (s) => pro
       log(`wrote ${paths.json} and ${paths.markdown}`);
       return out;
     }
+    const others = otherJsonFiles(a.data);
+    if (others.length) log(`note: ${a.data}: ${others.join(', ')} not read (a language's file is named <code>.json, e.g. en.json)`);
     const result = await evaluateLareqa(enc, {
       ...common, dir: a.data, bench: a.bench, languages: a.languages, context: a.context,
       articles: a.articles === 'all' ? undefined : { side: a.articles, testFraction: a['test-fraction'], seed: a['split-seed'] },
     });
+    if (result.languages.length < 2) log(`note: one language (${result.languages.join('')}): the cross-lingual metrics and rank distance need two or more, and are NaN`);
     const zeroShot: string[] = a['zero-shot'];
     if (zeroShot.length) groups.seen = result.languages.filter((l) => !zeroShot.includes(l));
     if (Object.keys(groups).length) result.groups = groups;

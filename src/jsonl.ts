@@ -1,12 +1,39 @@
 // Streams a JSONL file line by line; every problem names the file and the line.
+// Lines are split on the bytes and decoded strictly: a file that is not UTF-8 (a Latin-1 "ü") is an
+// error naming the line, rather than text silently changed to U+FFFD; a UTF-8 byte-order mark
+// (Windows tools write one) is skipped.
 import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
+
+/** The lines of a file, 1-based, decoded as UTF-8 (fatal), without their CR LF / LF. */
+async function* utf8Lines(path: string): AsyncGenerator<{ line: number; text: string }> {
+  const dec = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+  let rest: Buffer = Buffer.alloc(0), line = 0;
+  const decode = (b: Buffer) => {
+    line++;
+    const end = b.length && b[b.length - 1] === 13 ? b.length - 1 : b.length;
+    try {
+      return { line, text: dec.decode(b.subarray(0, end)) };
+    } catch {
+      throw new Error(`${path}:${line}: not valid UTF-8 (the file must be saved as UTF-8)`);
+    }
+  };
+  for await (const chunk of createReadStream(path)) {
+    const buf = rest.length ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    let start = 0, nl: number;
+    while ((nl = buf.indexOf(10, start)) >= 0) {
+      yield decode(buf.subarray(start, nl));
+      start = nl + 1;
+    }
+    rest = buf.subarray(start);
+  }
+  if (rest.length) yield decode(rest);
+}
 
 export async function* readJsonl(path: string): AsyncGenerator<{ line: number; value: Record<string, unknown> }> {
-  const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
-  let line = 0;
-  for await (const text of rl) {
-    line++;
+  for await (const { line, text: raw } of utf8Lines(path)) {
+    // The decoder (ignoreBOM: false) drops a BOM that starts a decode call, and each line is one
+    // call; this keeps that true whatever decoder is used.
+    const text = line === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
     if (text.trim() === '') continue;
     let value: unknown;
     try {
@@ -23,7 +50,6 @@ export async function* readJsonl(path: string): AsyncGenerator<{ line: number; v
 /** Number of non-empty lines (a first pass, so outputs can be sized before streaming). */
 export async function countJsonlRecords(path: string): Promise<number> {
   let n = 0;
-  const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
-  for await (const text of rl) if (text.trim() !== '') n++;
+  for await (const { text } of utf8Lines(path)) if (text.replace(/^\uFEFF/, '').trim() !== '') n++;
   return n;
 }

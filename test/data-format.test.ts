@@ -22,6 +22,15 @@ test('a line that is not JSON, or not an object, is an error naming file and lin
   writeFileSync(arr, `${line(r('g1', 'en'))}\n[1, 2]\n`);
   await assert.rejects(readTrainingData([arr]), new RegExp(`${arr.replace(/[.]/g, '\\.')}:2: expected a JSON object`));
   await assert.rejects(readTrainingData([join(dir, 'missing.jsonl')]), /training data file not found: .*missing\.jsonl/);
+  // Encodings: a UTF-8 byte-order mark and CR LF line ends are read as if absent; bytes that are not
+  // UTF-8 (Latin-1 "\u00fc") are an error naming the line, not text silently changed to U+FFFD.
+  const bom = join(dir, 'bom.jsonl');
+  writeFileSync(bom, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from([line(r('g1', 'en')), line(r('g1', 'de'))].join('\r\n') + '\r\n')]));
+  const read = await readTrainingData([bom]);
+  assert.deepEqual(read.records.map((x) => [x.group, x.lang, x.positive]), [['g1', 'en', 'p g1 en'], ['g1', 'de', 'p g1 de']]);
+  const latin1 = join(dir, 'latin1.jsonl');
+  writeFileSync(latin1, Buffer.concat([Buffer.from(line(r('g1', 'en')) + '\n{"group": "g2", "lang": "de", "dataset": "d", "query": "Gr'), Buffer.from([0xfc]), Buffer.from('n", "positive": "p"}\n')]));
+  await assert.rejects(readTrainingData([latin1]), new RegExp(`${latin1.replace(/[.]/g, '\\.')}:2: not valid UTF-8`));
   const allBad = join(dir, 'allbad.jsonl');
   writeFileSync(allBad, `${line({ group: 'g', lang: 'xx', dataset: 'd', query: 'q', positive: 'p' })}\n`);
   await assert.rejects(readTrainingData([allBad]), /allbad\.jsonl: none of its 1 lines is a valid record \(first: .*allbad\.jsonl:1: unknown language code "xx"/);

@@ -4,7 +4,7 @@
 // `xlir index` / `xlir search` find a document from its own text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -127,6 +127,29 @@ test('xlir eval on XQuAD-R (2 languages, test articles): result, report and pict
   assert.deepEqual(res.groups, { 'zero-shot': ['de'], seen: ['en'] });
   for (const f of ['report.md', 'heatmap.svg', 'rank-distance.svg']) assert.ok(existsSync(join(dir, 'ev', f)), `${f} missing`);
   assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /monolingual/);
+  assert.match(readFileSync(join(dir, 'ev', 'report.md'), 'utf8'), /A random ranking gives about \d+(\.\d)? here/);
+  // A folder whose other file is misnamed: the file is named as not read, and one language is said to give NaN cross-lingual metrics.
+  mkdirSync(join(dir, 'one'));
+  symlinkSync(join(SHARED, 'en.json'), join(dir, 'one', 'en.json'));
+  symlinkSync(join(SHARED, 'de.json'), join(dir, 'one', 'german.json'));
+  const said: string[] = [];
+  await runEval(await evalOptions(yargs(['--bench', 'xquad-r', '--data', join(dir, 'one'), '--model', model, '--out', join(dir, 'ev1'), '--articles', 'test',
+    '--max-passage-length', '32'])).parseAsync(), (l) => said.push(l));
+  assert.ok(said.some((l) => /note: .*one: german\.json not read/.test(l)), said.join('\n'));
+  assert.ok(said.some((l) => /note: one language \(en\): the cross-lingual metrics and rank distance need two or more/.test(l)), said.join('\n'));
+  // A question whose answer start lies in no sentence is left out (as the reference does), and said.
+  mkdirSync(join(dir, 'hand'));
+  for (const lang of ['en', 'de']) {
+    const sentences = [`${lang} alpha one.`, `${lang} beta two.`];
+    const context = sentences.join(' ');
+    writeFileSync(join(dir, 'hand', `${lang}.json`), JSON.stringify({ version: '1.1', data: [{ title: 'A', paragraphs: [{
+      context, sentences, sentence_breaks: [[0, sentences[0].length], [sentences[0].length + 1, context.length]],
+      qas: [{ id: 'q1', question: 'which?', answers: [{ answer_start: 0, text: 'x' }] }, { id: 'q2', question: 'where?', answers: [{ answer_start: 999, text: 'x' }] }],
+    }] }] }));
+  }
+  said.length = 0;
+  await runEval(await evalOptions(yargs(['--bench', 'xquad-r', '--data', join(dir, 'hand'), '--model', model, '--out', join(dir, 'ev2')])).parseAsync(), (l) => said.push(l));
+  assert.ok(said.some((l) => /note: .*en\.json: 1 question\(s\) left out, no sentence contains the answer start .*: q2/.test(l)), said.join('\n'));
 });
 
 /** `xlir eval` with these arguments (after --model and --out), returning the result.json. */

@@ -163,6 +163,11 @@ export function readLareqaFile(file: string, lang: string): LareqaLanguage {
  * titles all agree keeps that title; otherwise it takes its English title, or failing that
  * `${lang}:${title}` of its first language in alphabetical order.
  */
+/** The .json files of `dir` that are not named <language code>.json, which readLareqaDir leaves out. */
+export function otherJsonFiles(dir: string): string[] {
+  return readdirSync(dir).filter((f) => f.endsWith('.json') && !isKnownLanguage(f.slice(0, -5))).sort();
+}
+
 export function readLareqaDir(dir: string, opts: { languages?: string[] } = {}): LareqaLanguage[] {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`LAReQA directory not found: ${dir}`);
   const present = readdirSync(dir)

@@ -75,6 +75,11 @@ export function lareqaSides(langs: LareqaLanguage[], o: Pick<LareqaEvalOptions, 
 
 export async function evaluateLareqa(enc: Encoder, o: LareqaEvalOptions): Promise<LareqaResult & { perQuery: PerQuery[] }> {
   const langs = readLareqaDir(o.dir, { languages: o.languages });
+  // Questions the reader drops as the reference does (no sentence holds the answer start): said, with the file.
+  for (const l of langs) {
+    const q = l.issues.questionsWithoutAnswerSentence;
+    if (q.length) o.log?.(`note: ${l.file}: ${q.length} question(s) left out, no sentence contains the answer start (as the LAReQA reference does): ${q.slice(0, 5).join(', ')}${q.length > 5 ? ' ...' : ''}`);
+  }
   const files: Record<string, string> = {};
   for (const l of langs) files[l.lang] = createHash('sha256').update(readFileSync(l.file)).digest('hex');
   return evaluateRetrieval(enc, lareqaSides(langs, o), {
