@@ -48,11 +48,25 @@ test('qrels: TREC lines, comments, repeated judgements reported, malformed lines
   const conflict = file(d, 'c.txt', 'q1 Q0 d1 1\nq1 Q0 d2 1\nq1 Q0 d1 0\n');
   await assert.rejects(readQrels(conflict), new RegExp(`${conflict}:3: \\(q1, d1\\) judged 0 here but 1 at line 1`));
   const three = file(d, 'f.txt', 'q1 Q0 d1 1\nq1 d2 1\n');
-  await assert.rejects(readQrels(three), new RegExp(`${three}:2: expected "qid Q0 docid relevance", found 3 field`));
+  await assert.rejects(readQrels(three), new RegExp(`${three}:2: expected "qid Q0 docid relevance" \\(TREC; BEIR's TSV starts with a "query-id corpus-id score" header\\), found 3 field`));
   const five = file(d, 'g.txt', 'q1 Q0 d1 1 run\n');
   await assert.rejects(readQrels(five), new RegExp(`${five}:1: .*found 5 field`));
   const real = file(d, 'h.txt', 'q1 Q0 d1 1\n\nq1 Q0 d2 0.5\n');
   await assert.rejects(readQrels(real), new RegExp(`${real}:3: relevance "0.5" is not an integer`));
+});
+
+test('BEIR layout: qrels TSV with its header, and queries.jsonl, read as their TREC equivalents', async () => {
+  const d = tmp();
+  const beir = await readQrels(file(d, 'test.tsv', 'query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td3\t2\nq2\td1\t0\n'));
+  const trec = await readQrels(file(d, 'test.txt', 'q1 Q0 d1 1\nq1 Q0 d3 2\nq2 Q0 d1 0\n'));
+  assert.deepEqual(beir.qrels, trec.qrels);
+  assert.equal(beir.report.lines, 3);
+  const mixed = file(d, 'mixed.tsv', 'query-id\tcorpus-id\tscore\nq1\tQ0\td1\t1\n');
+  await assert.rejects(readQrels(mixed), new RegExp(`${mixed}:2: expected "query-id corpus-id score" \\(BEIR, as the header says\\), found 4 field`));
+  assert.deepEqual([...(await readTopics(file(d, 'queries.jsonl', '{"_id": "q1", "text": "What is X?", "metadata": {}}\n{"_id": 2, "text": " Wer ist Y? "}\n')))],
+    [['q1', 'What is X?'], ['2', 'Wer ist Y?']]);
+  const noText = file(d, 'bad.jsonl', '{"_id": "q1"}\n');
+  await assert.rejects(readTopics(noText), new RegExp(`${noText}:1: "text" missing or empty for query q1`));
 });
 
 test('corpus: streamed docs, docid/_id, duplicates skipped and counted, qrels docids missing from the corpus counted', async () => {

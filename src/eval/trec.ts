@@ -54,13 +54,27 @@ const INTEGER = /^[+-]?\d+$/;
 const WHITESPACE = /\s/;
 
 /**
- * Topics: one `qid<TAB>query` a line (MIRACL's topics files). Blank lines are skipped; a line that
+ * Topics: one `qid<TAB>query` a line (MIRACL's topics files), or BEIR's queries.jsonl (`_id`, `text`)
+ * when the file name ends in .jsonl. Blank lines are skipped; a line that
  * is not exactly two tab-separated fields, an empty qid or query, or a qid given twice is an error
  * naming file:line.
  */
 export async function readTopics(path: string): Promise<Topics> {
   const topics: Topics = new Map();
   const lineOf = new Map<string, number>();
+  if (/\.jsonl$/i.test(path)) {
+    // BEIR's queries.jsonl: {"_id": ..., "text": ...} a line.
+    for await (const { line, value } of readJsonl(path)) {
+      const qid = value._id ?? value.id, query = value.text;
+      if ((typeof qid !== 'string' && typeof qid !== 'number') || String(qid).trim() === '') throw new Error(`${path}:${line}: "_id" missing or empty`);
+      if (typeof query !== 'string' || query.trim() === '') throw new Error(`${path}:${line}: "text" missing or empty for query ${qid}`);
+      const first = lineOf.get(String(qid));
+      if (first !== undefined) throw new Error(`${path}:${line}: query ${qid} already given at line ${first}`);
+      lineOf.set(String(qid), line);
+      topics.set(String(qid), query.trim());
+    }
+    return topics;
+  }
   for await (const { line, text } of lines(path)) {
     if (text.trim() === '') continue;
     const fields = text.split('\t');
@@ -96,7 +110,8 @@ export interface QrelsReport {
 
 /**
  * Qrels in TREC format: `qid iter docid rel`, whitespace-separated (the iter column, usually Q0, is
- * ignored, as trec_eval does), rel an integer. Blank lines and lines starting with `#` are skipped
+ * ignored, as trec_eval does), rel an integer; or BEIR's TSV, recognised by its `query-id corpus-id
+ * score` header: `qid docid rel`. Blank lines and lines starting with `#` are skipped
  * (trec_eval skips `#` comments too). A line with another number of fields or a non-integer rel is
  * an error naming file:line. A (qid, docid) given twice with the same level is kept once and
  * reported; with different levels it is an error naming both lines (trec_eval refuses every
@@ -108,13 +123,22 @@ export async function readQrels(path: string): Promise<{ qrels: Qrels; report: Q
   const report: QrelsReport = {
     path, lines: 0, judgments: 0, queries: 0, relevant: 0, queriesWithoutRelevant: [], duplicates: 0, duplicateExamples: [],
   };
+  let format: 'trec' | 'beir' | undefined;
   for await (const { line, text } of lines(path)) {
     const trimmed = text.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     const fields = trimmed.split(/\s+/);
-    if (fields.length !== 4)
-      throw new Error(`${path}:${line}: expected "qid Q0 docid relevance", found ${fields.length} field(s): ${JSON.stringify(text)}`);
-    const [qid, , docid, relText] = fields;
+    // BEIR's qrels/*.tsv: a "query-id corpus-id score" header, then three fields a line.
+    if (report.lines === 0 && format === undefined && /^query-id\s+corpus-id\s+score$/.test(trimmed)) {
+      format = 'beir';
+      continue;
+    }
+    format ??= 'trec';
+    const want = format === 'beir' ? 3 : 4;
+    if (fields.length !== want)
+      throw new Error(`${path}:${line}: expected ${format === 'beir' ? '"query-id corpus-id score" (BEIR, as the header says)' : '"qid Q0 docid relevance" (TREC; BEIR\'s TSV starts with a "query-id corpus-id score" header)'}, ` +
+        `found ${fields.length} field(s): ${JSON.stringify(text)}`);
+    const [qid, docid, relText] = format === 'beir' ? fields : [fields[0], fields[2], fields[3]];
     if (!INTEGER.test(relText)) throw new Error(`${path}:${line}: relevance ${JSON.stringify(relText)} is not an integer`);
     const rel = Number(relText);
     report.lines++;
