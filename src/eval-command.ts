@@ -2,7 +2,7 @@
 // Tatoeba or a TREC/BEIR-style collection (MIRACL), and put several result files side by side. The
 // protocol is in src/eval/, the report in src/report/; this module maps flags onto them.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { basename, join, resolve, sep } from 'node:path';
 import type { Argv } from 'yargs';
 import { Encoder } from './encoder.ts';
@@ -73,8 +73,16 @@ export function defaultEvalOut(bench: string, model: string): string {
  */
 export function modelIdentity(enc: Encoder): { sha256?: string; run?: Record<string, unknown> } {
   const files = enc.folderInputs.weightFiles ?? [];
-  const h = createHash('sha256');
-  for (const f of files) h.update(readFileSync(f));
+  const h = createHash('sha256'), buf = Buffer.alloc(1 << 24);
+  for (const f of files) {
+    // In 16 MiB pieces: an XLM-R checkpoint is over a GB.
+    const fd = openSync(f, 'r');
+    try {
+      for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
+    } finally {
+      closeSync(fd);
+    }
+  }
   return { ...(files.length ? { sha256: h.digest('hex') } : {}), ...(enc.folderInputs.training?.run ? { run: enc.folderInputs.training.run } : {}) };
 }
 

@@ -520,7 +520,8 @@ export class BatchSampler {
     }
     const pools = this.align ? [...this.datasets, this.align] : this.datasets;
     this.fingerprint = fingerprint(o, this.languages, pools);
-    this.separatedGroups = pools.reduce((n, p) => n + p.groups.filter((g) => g.keys.length > 0).length, 0);
+    // (Distinct groups: an alignment pool of records shares its group objects with the datasets.)
+    this.separatedGroups = new Set(pools.flatMap((p) => p.groups.filter((g) => g.keys.length > 0))).size;
     this.rng = new Rng(o.seed);
   }
 
