@@ -19,7 +19,8 @@ import { LearnedScale } from './temperature.ts';
 import { recoverDir, replaceDir, tmpDirFor } from './atomic-dir.ts';
 import { tokenizeAll, type TokenStore } from './token-cache.ts';
 import { canonicalLanguage } from './data/languages.ts';
-import { assembleBatch, assertSameRun, assertSameSettings, checkpointRunKey, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
+import { assembleBatch, assertSameRun, assertSameSettings, checkpointRunKey, readRunLog, runKey, trainLoop, type LoopResult, type TokenizedData } from './train-loop.ts';
+import { readJsonOrNull } from './json-file.ts';
 import { readTrainingData, type BitextRecord, type ReadReport, type TrainingRecord } from './data/format.ts';
 import { BatchSampler, type SamplerOptions } from './sampler.ts';
 import { buildWordPieceTokenizerJson, TextTokenizer } from './tokenizer.ts';
@@ -39,29 +40,6 @@ interface Split {
   records: TrainingRecord[];
   bitext: BitextRecord[];
   data: TokenizedData;
-}
-
-/** Training losses of the step lines of a run's log.jsonl, in order (none when there is no log). */
-function loggedSteps(path: string): number[] {
-  if (!existsSync(path)) return [];
-  const out: number[] = [];
-  for (const line of readFileSync(path, 'utf8').split('\n')) {
-    try {
-      const e = JSON.parse(line) as { type?: string; loss?: number };
-      if (e.type === 'step') out.push(e.loss!);
-    } catch {
-      // a torn or garbled line: trainLoop's trimLog reports those
-    }
-  }
-  return out;
-}
-
-function readJsonOrNull(path: string): Record<string, unknown> | null {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch {
-    return null;
-  }
 }
 
 function writeJsonAtomic(path: string, v: unknown): void {
@@ -317,27 +295,25 @@ async function trainInFolder(c: TrainConfig, log: (s: string) => void): Promise<
     // remove them) is reported as it finished; anything else cannot resume and is not restarted
     // over its own history.
     if (!existsSync(join(c.out, 'checkpoint', 'state.json'))) {
-      const logged = loggedSteps(join(c.out, 'log.jsonl'));
-      if (logged.length) {
-        const prev = readJsonOrNull(join(c.out, 'run.json'));
+      const logged = readRunLog(join(c.out, 'log.jsonl'));
+      if (logged.losses.length) {
+        const prev = readJsonOrNull<Record<string, unknown>>(join(c.out, 'run.json'));
         const mine = prev !== null && [key, ...earlierKeys].includes(prev.runKey as string);
         if (mine && prev.finished && existsSync(join(c.out, 'model', 'config.json'))) {
           log(`this run had already finished (${join(c.out, 'model')}; its checkpoint was removed)`);
-          const st = prev.state as LoopResult['state'];
           return {
-            out: c.out, modelDir: join(c.out, 'model'), steps,
-            result: { state: st, losses: logged, validation: (prev.validation ?? []) as LoopResult['validation'], dataWaitMs: Number(prev.dataWaitMs ?? 0), engineMs: Number(prev.engineMs ?? 0) },
+            out: c.out, modelDir: join(c.out, 'model'), steps, result: { state: prev.state as LoopResult['state'], ...logged },
             learnedTemperature: prev.learnedTemperature as number | undefined,
           };
         }
-        throw new Error(`${c.out}: log.jsonl records ${logged.length} steps but there is no checkpoint to resume them from (${join(c.out, 'checkpoint')} is missing): ` +
+        throw new Error(`${c.out}: log.jsonl records ${logged.losses.length} steps but there is no checkpoint to resume them from (${join(c.out, 'checkpoint')} is missing): ` +
           'use --overwrite to start afresh, or another --out folder');
       }
     }
     writeJsonAtomic(join(c.out, 'data-report.json'), reports);
     const now = new Date().toISOString();
     const resuming = existsSync(join(c.out, 'checkpoint', 'state.json'));
-    const before = resuming ? readJsonOrNull(join(c.out, 'run.json')) : null;
+    const before = resuming ? readJsonOrNull<Record<string, unknown>>(join(c.out, 'run.json')) : null;
     const same = before !== null && [key, ...earlierKeys].includes(before.runKey as string);
     const run = {
       xlir: version, seed: c.seed, runKey: key, steps, warmupSteps, config: c,

@@ -242,6 +242,26 @@ export function trimLog(path: string, step: number): { after: number; unreadable
   return { after, unreadable };
 }
 
+/** A run's record as its log.jsonl holds it (lines that are not JSON are passed over; trimLog reports them). */
+export function readRunLog(path: string): Omit<LoopResult, 'state'> {
+  const r: Omit<LoopResult, 'state'> = { losses: [], validation: [], dataWaitMs: 0, engineMs: 0 };
+  if (!existsSync(path)) return r;
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    let e: { type?: string; step: number; loss: number; ms?: number; dataWaitMs?: number };
+    try {
+      e = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    if (e.type === 'step') {
+      r.losses.push(e.loss);
+      r.engineMs += e.ms ?? 0;
+      r.dataWaitMs += e.dataWaitMs ?? 0;
+    } else if (e.type === 'validation') r.validation.push({ step: e.step, loss: e.loss });
+  }
+  return r;
+}
+
 export async function trainLoop(
   trainer: ContrastiveTrainer, sampler: LoopSampler, data: TokenizedData, validation: StepInput[], o: LoopOptions,
   restoreSampler: (state: unknown) => LoopSampler,
@@ -266,16 +286,11 @@ export async function trainLoop(
   let dataWaitMs = 0, engineMs = 0;
   // A resumed run reports the whole run, not just this invocation: the steps and validations
   // before the checkpoint come back from log.jsonl (trimmed to the checkpoint's step above).
-  if (resumed && existsSync(logPath)) {
-    for (const line of readFileSync(logPath, 'utf8').split('\n')) {
-      if (!line) continue;
-      const e = JSON.parse(line) as { type?: string; step: number; loss: number; ms?: number; dataWaitMs?: number };
-      if (e.type === 'step') {
-        losses.push(e.loss);
-        engineMs += e.ms ?? 0;
-        dataWaitMs += e.dataWaitMs ?? 0;
-      } else if (e.type === 'validation') validationLog.push({ step: e.step, loss: e.loss });
-    }
+  if (resumed) {
+    const earlier = readRunLog(logPath);
+    losses.push(...earlier.losses);
+    validationLog.push(...earlier.validation);
+    ({ engineMs, dataWaitMs } = earlier);
   }
   let interrupted = false, lastCheckpoint = resumed ? state.step : 0;
   const onSigint = () => {

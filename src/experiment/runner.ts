@@ -18,12 +18,13 @@
 // checkpoint (or finds the run already done and only re-saves the model), then evaluated. A cell
 // whose training configuration changed since its folder was made is trained afresh (overwrite).
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Encoder } from '../encoder.ts';
 import { native, type NativeModelConfig } from '../native.ts';
 import { Progress } from '../progress.ts';
 import { writeFileAtomic } from '../report/write.ts';
+import { readJsonOrNull } from '../json-file.ts';
 import { SCRATCH_SIZES, definingConfigs, parseTrainArgs, type TrainConfig } from '../train-config.ts';
 import { runTrain } from '../train-command.ts';
 import { TextTokenizer } from '../tokenizer.ts';
@@ -85,14 +86,6 @@ export interface ExperimentOutcome {
 export class ExperimentInterrupted extends Error {}
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-
-function readJson<T>(p: string): T | null {
-  try {
-    return JSON.parse(readFileSync(p, 'utf8')) as T;
-  } catch {
-    return null;
-  }
-}
 
 /** The language groups of an evaluation set (each named group only when non-empty). */
 export function languageGroups(langs: string[], trainLanguages: string[], lowResource: string[], heldOut: string[] = []): Record<string, string[]> {
@@ -198,7 +191,7 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
   if (c.reference && !o.reportOnly) {
     const dir = join(out, 'reference');
     const hash = sha256(JSON.stringify({ model: c.model ?? null, scratch: c.scratch ? scratchModelConfig(base, data.tokenizer!) : null, tokenizer: data.tokenizerHash ?? null, eval: evalKey(base, data, c, groups) }));
-    const prev = readJson<CellResults>(join(dir, 'results.json'));
+    const prev = readJsonOrNull<CellResults>(join(dir, 'results.json'));
     if (prev?.hash === hash) log('reference (untrained base model): finished earlier, skipped');
     else {
       log(`reference: evaluating the untrained base model (${c.model ?? `random ${c.scratch}, seed ${base.seed}`})`);
@@ -230,7 +223,7 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
     const t = await cellTrainConfig(c, data, cell, dir);
     const tks = trainKeys(t, data), ek = evalKey(t, data, c, groups);
     const tk = tks[0], hashes = tks.map((k) => sha256(JSON.stringify({ train: k, eval: ek }))), hash = hashes[0];
-    const prev = readJson<CellResults>(join(dir, 'results.json'));
+    const prev = readJsonOrNull<CellResults>(join(dir, 'results.json'));
     if (prev && hashes.includes(prev.hash)) {
       log(`cell ${cell.id}: finished earlier (results.json matches), skipped`);
       skipped.push(cell.id);
@@ -241,7 +234,7 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
       pending.push(cell.id);
       continue;
     }
-    const meta = readJson<{ trainHash: string }>(join(dir, 'cell.json'));
+    const meta = readJsonOrNull<{ trainHash: string }>(join(dir, 'cell.json'));
     const overwrite = meta !== null && !tks.includes(meta.trainHash);
     if (overwrite) log(`cell ${cell.id}: its training configuration changed since ${dir} was made; training afresh`);
     else if (existsSync(join(dir, 'checkpoint'))) log(`cell ${cell.id}: resuming its run`);
@@ -294,7 +287,7 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
   const results: CellResults[] = [];
   for (const cell of all) {
     const dir = join(out, 'cells', cell.id);
-    const r = readJson<CellResults>(join(dir, 'results.json'));
+    const r = readJsonOrNull<CellResults>(join(dir, 'results.json'));
     if (!r) continue;
     if (!o.reportOnly) {
       const t = await cellTrainConfig(c, data, cell, dir);
@@ -306,7 +299,7 @@ export async function runExperiment(c: ExperimentConfig, o: RunExperimentOptions
     }
     results.push(r);
   }
-  const reference = c.reference ? readJson<CellResults>(join(out, 'reference', 'results.json')) : null;
+  const reference = c.reference ? readJsonOrNull<CellResults>(join(out, 'reference', 'results.json')) : null;
   const summary = buildSummary(c, data, groups, results, reference, { out, xlir, ms: performance.now() - t0, cells: all.map((x) => x.id) });
   const report = await writeExperimentReport(summary, results, reference, out, { png: o.png, log });
   log(`report: ${report} (${results.length}/${all.length} cells${pending.length ? `; ${pending.length} left for a later run: ${pending.join(' ')}` : ''})`);
