@@ -219,6 +219,8 @@ test('xlir eval --bench tatoeba: acc@1 and mAP against brute force, both directi
   assert.match(md, /different languages; the averages are over the 1 they share/);
   assert.match(md, /Per language: acc@1\n\n\| language \| ev \| only-a \| Δ only-a \|\n\| --- \| ---: \| ---: \| ---: \|\n\| aaa \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
   assert.match(md, /\| acc@1 both directions, 1 language \| 1\.000 \| 1\.000 \| ±0\.000 \|/);
+  // The paired test over the queries both hold (aaa's 12; bbb's only in the first): the same model, so no difference.
+  assert.match(md, /Paired bootstrap of AP per query against "ev"[^\n]*\n\n\| run \| Δ AP \| 95% interval \| p \| queries \|\n[^\n]*\n\| only-a \| ±0\.0000 \| \[±0\.0000, ±0\.0000\] \| 1\.000 \| 12 \(12 unpaired left out\) \|/);
   // A result written before eng -> xxx existed: compared on the metrics both runs have.
   const old = JSON.parse(readFileSync(join(dir, 'only-a', 'result.json'), 'utf8'));
   for (const m of ['acc@1 eng->xxx', 'mAP eng->xxx', 'acc@1 both directions']) delete old.summary[m];

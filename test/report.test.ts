@@ -279,7 +279,9 @@ test('compareResults: side by side with signed differences to the first run', ()
   assert.deepEqual(row(md, 'cross mAP'), ['cross mAP', '0.622', '0.618', '-0.004']);
   assert.deepEqual(row(md, 'multi mAP'), ['multi mAP', '0.565', '0.565', '±0.000']);
   assert.equal(row(md, 'rank distance (lower is better)')?.[3], '-30.5');
-  assert.doesNotMatch(md, /Note:/);
+  // These fixtures hold no per-query values: the paired test says so, and that is the only note.
+  assert.match(md, /> Note: no paired test: "X-X-mono", "hybrid" hold no per-query values/);
+  assert.doesNotMatch(md.replace(/> Note: no paired test.*/, ''), /Note:/);
   assert.equal(fmtSigned(0.0004, 3), '±0.000');
   assert.equal(fmtSigned(-0.0126, 3), '-0.013');
   assert.equal(fmtSigned(2, 1), '+2.0');
@@ -288,6 +290,28 @@ test('compareResults: side by side with signed differences to the first run', ()
   const c = makeResult({ map: MAP.map((r, i) => r.map((v, j) => (i === j ? v - 0.02 : v))) });
   const md3 = compareResults([{ label: 'a', result: a }, { label: 'b', result: b }, { label: 'c', result: c }]);
   assert.deepEqual(row(md3, 'mono mAP'), ['mono mAP', '0.790', '0.802', '+0.012', '0.770', '-0.020']);
+});
+
+// The paired test on per-query multilingual AP: a constant +0.1 on every shared question is certain
+// (every resample gives +0.1: p = 1 / (B + 1)); the same values give Δ 0 and p 1; questions only one
+// run holds are left out and counted; and the interval matches stats.ts pairedBootstrap's clustered by question.
+test('compareResults: paired bootstrap on per-query multilingual AP, questions and their translations resampled together', async () => {
+  const { pairedBootstrap } = await import('../src/experiment/stats.ts');
+  const pq = (shift: (i: number) => number, n = 40) => LANGS.flatMap((lang) => Array.from({ length: n }, (_, i) => ({ lang, id: `q${i}`, ap: [0.5], multiAp: 0.3 + 0.01 * i + shift(i), r10: 1, rankDistance: 3 })));
+  const withPq = (p: ReturnType<typeof pq>) => ({ ...makeResult(), perQuery: p }) as LareqaResult;
+  const a = withPq(pq(() => 0));
+  const md = compareResults([{ label: 'a', result: a }, { label: 'b', result: withPq(pq(() => 0.1)) }, { label: 'same', result: withPq(pq(() => 0)) }]);
+  assert.match(md, /Paired bootstrap of multilingual AP per query against "a"/);
+  const paired = (m: string) => m.slice(m.indexOf('Paired bootstrap'));
+  assert.deepEqual(row(paired(md), 'b'), ['b', '+0.1000', '[+0.1000, +0.1000]', '<0.001', String(40 * LANGS.length)]);
+  assert.deepEqual(row(paired(md), 'same'), ['same', '±0.0000', '[±0.0000, ±0.0000]', '1.000', String(40 * LANGS.length)]);
+  // Noisy differences: Δ, interval and p equal pairedBootstrap's with one cluster per question id.
+  const noise = (i: number) => ((i * 7919) % 13) / 100 - 0.05;
+  const md2 = compareResults([{ label: 'a', result: a }, { label: 'n', result: withPq(pq(noise, 30)) }]);
+  const ids = LANGS.flatMap(() => Array.from({ length: 30 }, (_, i) => i));
+  const [ref] = pairedBootstrap([ids.map((i) => noise(i))], { resamples: 10_000, seed: 0, clusters: ids });
+  assert.deepEqual(row(paired(md2), 'n'), ['n', fmtSigned(ref.diff, 4), `[${fmtSigned(ref.lo, 4)}, ${fmtSigned(ref.hi, 4)}]`, ref.p < 0.001 ? '<0.001' : ref.p.toFixed(3),
+    `${30 * LANGS.length} (${10 * LANGS.length} unpaired left out)`]);
 });
 
 test('compareResults: refuses other benches, compares overlapping language sets on the common ones', () => {

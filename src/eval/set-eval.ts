@@ -13,7 +13,7 @@ import { BITEXT_REVERSE_METRICS, evaluateAll, outcomeMetrics, SUMMARY_METRICS, t
 import type { BitextEvalSet, MonoEvalSet } from '../experiment/data.ts';
 import type { EncodeRunOptions } from './lareqa-eval.ts';
 import { cell, code, fmt3, plural, table, trainedBy } from '../report/markdown.ts';
-import { fmtSigned } from '../report/compare.ts';
+import { fmtSigned, pairedSection } from '../report/compare.ts';
 import { writeFileAtomic } from '../report/write.ts';
 
 export interface SetEvalOptions extends EncodeRunOptions {
@@ -104,6 +104,12 @@ export async function writeSetResult(r: SetResult, out: string): Promise<{ json:
   return { json, markdown };
 }
 
+/** A result's per-query AP keyed "lang\u0000id" (null, written for NaN, reads back as NaN). */
+function perQueryAP(r: SetResult): Map<string, number> | undefined {
+  const pq = r.perQuery, ap = pq?.values?.AP;
+  return Array.isArray(ap) ? new Map(pq.lang.map((l, i) => [`${l}\u0000${pq.id[i]}`, ap[i] ?? NaN])) : undefined;
+}
+
 /**
  * `xlir compare` of TyDi QA or Tatoeba results: the macro averages over the languages every run has
  * (recomputed from the per-language values when the runs' language sets differ), each group every
@@ -141,5 +147,7 @@ export function compareSetResults(runs: { label: string; r: SetResult }[]): stri
     `Comparison on ${first.r.bench}; Δ = run − "${cell(first.label)}".`, table(header, rows, ['l', ...header.slice(1).map(() => 'r' as const)]), ...notes,
     table(['run', 'model', 'seed', 'xlir', 'created'], runs.map((x) => [cell(x.label), code(x.r.model.path), String(x.r.seed), cell(x.r.xlir), cell(x.r.created)])),
     `Per language: ${m0}`, table(['language', ...header.slice(1)], per, ['l', ...header.slice(1).map(() => 'r' as const)]),
+    // AP per query (Tatoeba: xxx -> eng); the queries are independent units here.
+    pairedSection('AP', 'queries', runs.map((x) => ({ label: x.label, values: perQueryAP(x.r) })), (k) => k),
   ].join('\n\n') + '\n';
 }

@@ -11,7 +11,7 @@
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { renderSvg, svgToPng } from '../report/charts.ts';
-import { cell as mdCell, code, DASH, fmt3, fmtRank, table } from '../report/markdown.ts';
+import { cell as mdCell, code, DASH, fmt3, fmtP, fmtRank, table } from '../report/markdown.ts';
 import type { LareqaResult } from '../report/types.ts';
 import { writeFileAtomic, writeReport } from '../report/write.ts';
 import { fmtTime } from '../progress.ts';
@@ -216,11 +216,6 @@ function fmtSignedV(metric: string, d: number): string {
   if (!Number.isFinite(d)) return DASH;
   const s = fmtV(metric, Math.abs(d));
   return Number(s) === 0 ? `±${s}` : `${d > 0 ? '+' : '−'}${s}`;
-}
-
-function fmtP(p: number): string {
-  if (!Number.isFinite(p)) return DASH;
-  return p < 0.001 ? '<0.001' : p.toFixed(3);
 }
 
 function optionsText(o: Record<string, TrainOptionValue>): string {

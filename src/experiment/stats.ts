@@ -122,3 +122,24 @@ export function pairedBootstrap(diffs: readonly ArrayLike<number>[], o: Bootstra
     return { diff: d, lo: q((1 - level) / 2), hi: q(1 - (1 - level) / 2), p: (1 + extreme) / (B + 1), n, units: U, resamples: B };
   });
 }
+
+/**
+ * pairedBootstrap of b - a over the queries both results hold (keyed, e.g. "lang\u0000question id"),
+ * resampling clusters of keys (cluster(key): a question and its translations move together). Keys
+ * with a non-finite value on either side are left out, and so are keys only one side has; both
+ * are counted in `unpaired`.
+ */
+export function pairedByKey(
+  a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>, cluster: (key: string) => string, o: { resamples: number; seed: number },
+): BootstrapResult & { unpaired: number } {
+  const keys = [...a.keys()].filter((k) => b.has(k) && Number.isFinite(a.get(k)) && Number.isFinite(b.get(k)));
+  const ids = new Map<string, number>();
+  const clusters = keys.map((k) => {
+    const c = cluster(k);
+    let i = ids.get(c);
+    if (i === undefined) ids.set(c, (i = ids.size));
+    return i;
+  });
+  const [r] = pairedBootstrap([keys.map((k) => b.get(k)! - a.get(k)!)], { ...o, clusters });
+  return { ...r, unpaired: a.size + b.size - 2 * keys.length };
+}

@@ -10,7 +10,8 @@
 
 import { readFile } from 'node:fs/promises';
 import { aggregate, type Aggregate } from './aggregate.ts';
-import { cell, code, DASH, fmt3, fmtRank, plural, table } from './markdown.ts';
+import { cell, code, DASH, fmt3, fmtP, fmtRank, plural, table } from './markdown.ts';
+import { pairedByKey } from '../experiment/stats.ts';
 import { ResultError, validateResult, type LareqaResult } from './types.ts';
 
 export interface LabelledResult {
@@ -132,6 +133,9 @@ export function compareResults(results: LabelledResult[], opts: CompareOptions =
   ];
   if (notes.length) parts.push(notes.map((n) => `> Note: ${cell(n)}`).join('\n>\n'));
   parts.push(table(['run', 'model', 'seed', 'xlir', 'created', 'languages'], runRows));
+  // Multilingual AP is the paper's headline; a question and its translations are one unit.
+  parts.push(pairedSection('multilingual AP', 'questions (a question and its translations together)',
+    results.map(({ label, result }) => ({ label, values: lareqaPerQuery(result, 'multiAp') })), (k) => k.slice(k.indexOf('\u0000') + 1)));
 
   if (opts.perLanguage) {
     for (const [title, get, fmt, digits] of [
@@ -151,6 +155,36 @@ export function compareResults(results: LabelledResult[], opts: CompareOptions =
     }
   }
   return parts.join('\n\n') + '\n';
+}
+
+/** Resamples and seed of the paired test of `xlir compare` (fixed, so a comparison is reproducible). */
+export const COMPARE_BOOTSTRAP = { resamples: 10_000, seed: 0 };
+
+/**
+ * The paired test of a comparison: each run against the first on a per-query metric, over the
+ * queries both hold (keyed "lang\u0000id"), by stats.ts pairedBootstrap, resampling `cluster(key)`
+ * as units. Runs without per-query values get a note instead.
+ */
+export function pairedSection(
+  metric: string, units: string, runs: { label: string; values?: ReadonlyMap<string, number> }[], cluster: (key: string) => string,
+): string {
+  const without = runs.filter((x) => !x.values).map((x) => `"${cell(x.label)}"`);
+  if (without.length) return `> Note: no paired test: ${without.join(', ')} hold${without.length === 1 ? 's' : ''} no per-query values (a result written by xlir eval has them).`;
+  const rows = runs.slice(1).map((x) => {
+    const r = pairedByKey(runs[0].values!, x.values!, cluster, COMPARE_BOOTSTRAP);
+    return [cell(x.label), fmtSigned(r.diff, 4), `[${fmtSigned(r.lo, 4)}, ${fmtSigned(r.hi, 4)}]`, fmtP(r.p), `${r.n}${r.unpaired ? ` (${r.unpaired} unpaired left out)` : ''}`];
+  });
+  return [
+    `Paired bootstrap of ${metric} per query against "${cell(runs[0].label)}": mean Δ over the queries both runs hold, 95% percentile interval and two-sided p ` +
+      `(${COMPARE_BOOTSTRAP.resamples} resamples of ${units}, seed ${COMPARE_BOOTSTRAP.seed}).`,
+    table(['run', `Δ ${metric}`, '95% interval', 'p', 'queries'], rows, ['l', 'r', 'r', 'r', 'r']),
+  ].join('\n\n');
+}
+
+/** Per-query values of a LAReQA result.json, keyed "lang\u0000question id" (undefined when it has none). */
+function lareqaPerQuery(r: LareqaResult, metric: 'multiAp'): Map<string, number> | undefined {
+  const pq = (r as { perQuery?: { lang: string; id: string; multiAp: number | null }[] }).perQuery;
+  return Array.isArray(pq) ? new Map(pq.map((q) => [`${q.lang}\u0000${q.id}`, q[metric] ?? NaN])) : undefined;
 }
 
 /** Parses the text of a result file; `source` names it in errors. */

@@ -17,6 +17,12 @@ export function fmt3(x: number): string {
 }
 
 /** As the paper's tables: 3 decimals without the leading zero (.792, -.012, 1.000). */
+/** A p-value: three decimals, or "<0.001". */
+export function fmtP(p: number): string {
+  if (!Number.isFinite(p)) return DASH;
+  return p < 0.001 ? '<0.001' : p.toFixed(3);
+}
+
 export function fmtPaper(x: number): string {
   return Number.isFinite(x) ? x.toFixed(3).replace(/^(-?)0\./, '$1.') : DASH;
 }
