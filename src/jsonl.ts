@@ -4,18 +4,24 @@
 // (Windows tools write one) is skipped.
 import { createReadStream } from 'node:fs';
 
-/** The lines of a file, 1-based, decoded as UTF-8 (fatal), without their CR LF / LF. */
-async function* utf8Lines(path: string): AsyncGenerator<{ line: number; text: string }> {
-  const dec = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+/**
+ * The lines of a text file, 1-based, decoded as UTF-8 (fatal), without their CR LF / LF, and without
+ * a byte-order mark at the start of the file. JSONL here and the TREC files (src/eval/trec.ts) read
+ * through it.
+ */
+export async function* textLines(path: string): AsyncGenerator<{ line: number; text: string }> {
+  const dec = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let rest: Buffer = Buffer.alloc(0), line = 0;
   const decode = (b: Buffer) => {
     line++;
     const end = b.length && b[b.length - 1] === 13 ? b.length - 1 : b.length;
+    let text: string;
     try {
-      return { line, text: dec.decode(b.subarray(0, end)) };
+      text = dec.decode(b.subarray(0, end));
     } catch {
       throw new Error(`${path}:${line}: not valid UTF-8 (the file must be saved as UTF-8)`);
     }
+    return { line, text: line === 1 && text.charCodeAt(0) === 0xfeff ? text.slice(1) : text };
   };
   for await (const chunk of createReadStream(path)) {
     const buf = rest.length ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
@@ -30,10 +36,7 @@ async function* utf8Lines(path: string): AsyncGenerator<{ line: number; text: st
 }
 
 export async function* readJsonl(path: string): AsyncGenerator<{ line: number; value: Record<string, unknown> }> {
-  for await (const { line, text: raw } of utf8Lines(path)) {
-    // The decoder (ignoreBOM: false) drops a BOM that starts a decode call, and each line is one
-    // call; this keeps that true whatever decoder is used.
-    const text = line === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
+  for await (const { line, text } of textLines(path)) {
     if (text.trim() === '') continue;
     let value: unknown;
     try {
@@ -50,6 +53,6 @@ export async function* readJsonl(path: string): AsyncGenerator<{ line: number; v
 /** Number of non-empty lines (a first pass, so outputs can be sized before streaming). */
 export async function countJsonlRecords(path: string): Promise<number> {
   let n = 0;
-  for await (const { text } of utf8Lines(path)) if (text.replace(/^\uFEFF/, '').trim() !== '') n++;
+  for await (const { text } of textLines(path)) if (text.trim() !== '') n++;
   return n;
 }

@@ -180,8 +180,7 @@ export function checkpointRunKey(dir: string): string | null {
 }
 
 /** The run-key check: a checkpoint of this run (same settings, data, tokenization and step count) or none. */
-export function assertSameRun(dir: string, key: string, earlierKeys: string[] = []): void {
-  const st = checkpointState(dir);
+export function assertSameRun(dir: string, key: string, earlierKeys: string[] = [], st = checkpointState(dir)): void {
   if (!st || st.runKey === key || earlierKeys.includes(st.runKey)) return;
   const why = st.defining ? 'the same settings, but other training or validation data, tokenization or step count' : 'other settings';
   throw new Error(`${join(dir, CKPT)} belongs to a run with ${why} (run key ${st.runKey}, this run ${key}): ` +
@@ -193,7 +192,7 @@ export function readCheckpoint(dir: string, trainer: ContrastiveTrainer, key: st
   const c = join(dir, CKPT);
   const st = checkpointState(dir);
   if (!st) return null;
-  assertSameRun(dir, key, earlierKeys);
+  assertSameRun(dir, key, earlierKeys, st);
   loadWeights(trainer.encoder.model, join(c, 'model'));
   const o = readSafetensors(join(c, 'optimizer.safetensors'));
   trainer.optimizer.setState({

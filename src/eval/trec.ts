@@ -22,10 +22,9 @@
 //    trec_eval 9 does not skip it (its CHANGELOG, 4/5/06: "queries with no relevant docs are
 //    ignored ... was true with very old versions"). Queries of the run absent from the qrels are
 //    ignored. The result lists both kinds so that a caller sees them.
-import { closeSync, createReadStream, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { readJsonl } from '../jsonl.ts';
+import { readJsonl, textLines } from '../jsonl.ts';
 
 /** qid -> query text. */
 export type Topics = Map<string, string>;
@@ -39,16 +38,6 @@ export interface RunHit {
 export type Run = Map<string, RunHit[]>;
 
 const MAX_EXAMPLES = 5;
-
-async function* lines(path: string): AsyncGenerator<{ line: number; text: string }> {
-  const rl = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
-  let line = 0;
-  for await (let text of rl) {
-    line++;
-    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    yield { line, text };
-  }
-}
 
 const INTEGER = /^[+-]?\d+$/;
 const WHITESPACE = /\s/;
@@ -75,7 +64,7 @@ export async function readTopics(path: string): Promise<Topics> {
     }
     return topics;
   }
-  for await (const { line, text } of lines(path)) {
+  for await (const { line, text } of textLines(path)) {
     if (text.trim() === '') continue;
     const fields = text.split('\t');
     if (fields.length !== 2)
@@ -124,7 +113,7 @@ export async function readQrels(path: string): Promise<{ qrels: Qrels; report: Q
     path, lines: 0, judgments: 0, queries: 0, relevant: 0, queriesWithoutRelevant: [], duplicates: 0, duplicateExamples: [],
   };
   let format: 'trec' | 'beir' | undefined;
-  for await (const { line, text } of lines(path)) {
+  for await (const { line, text } of textLines(path)) {
     const trimmed = text.trim();
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     const fields = trimmed.split(/\s+/);
@@ -373,7 +362,7 @@ export function writeRun(path: string, run: Run, options: { tag: string; depth?:
 export async function readRun(path: string): Promise<Run> {
   const run: Run = new Map();
   const seen = new Map<string, Map<string, number>>();
-  for await (const { line, text } of lines(path)) {
+  for await (const { line, text } of textLines(path)) {
     const trimmed = text.trim();
     if (trimmed === '') continue;
     const fields = trimmed.split(/\s+/);
