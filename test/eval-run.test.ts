@@ -4,7 +4,7 @@
 // `xlir index` / `xlir search` find a document from its own text.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -347,7 +347,13 @@ test('xlir index / search: a document is found by its own text', { skip: faissSt
   await runIndex({ model, corpus: join(dir, 'c.jsonl'), out: join(dir, 'idx', 'i.faiss'), factory: 'Flat', prefix: '', maxLength: 32, batchSize: 8, log: () => {} });
   await assert.rejects(runIndex({ model, corpus: join(dir, 'c.jsonl'), out: join(dir, 'c.jsonl', 'i.faiss'), factory: 'Flat', prefix: '', maxLength: 32, batchSize: 8,
     log: (l) => assert.doesNotMatch(l, /encoded/) }), /--out .*c\.jsonl[/\\]i\.faiss: cannot write in/);
-  const hits = await runSearch({ index: join(dir, 'idx', 'i.faiss'), queries: [docs[7].text, docs[12].text], k: 3, prefix: '', maxLength: 32 });
+  const said: string[] = [];
+  const hits = await runSearch({ index: join(dir, 'idx', 'i.faiss'), queries: [docs[7].text, docs[12].text], k: 3, prefix: '', maxLength: 32, log: (l) => said.push(l) });
+  assert.ok(!said.some((l) => /warning/.test(l)), said.join('\n'));
+  // Another model than the index's (the same weights under another path here) is warned about.
+  cpSync(model, join(dir, 'other-model'), { recursive: true });
+  await runSearch({ index: join(dir, 'idx', 'i.faiss'), model: join(dir, 'other-model'), queries: ['x'], k: 1, prefix: '', maxLength: 32, log: (l) => said.push(l) });
+  assert.ok(said.some((l) => /warning: .*i\.faiss was built with .*; the scores mean something only if .*other-model is the same model/.test(l)), said.join('\n'));
   assert.equal(hits[0][0].id, 'doc7');
   assert.equal(hits[0][0].lang, 'sw');
   assert.ok(Math.abs(hits[0][0].score - 1) < 1e-4, `self-similarity ${hits[0][0].score}`);
